@@ -1,0 +1,19 @@
+//! registry-mirror: a pull-through mirror of Docker Hub that speaks the Docker Registry HTTP API v2.
+//!
+//! This library is the proxy core that every runtime shares (the local server, Fastly Compute, AWS
+//! Lambda). It does no I/O: [`Mirror::start`] takes a client's request and says what to do (answer,
+//! or fetch from an upstream), [`Mirror::resume`] takes what the upstream said. Each runtime's
+//! adapter does the fetching and the streaming, so the behaviour is the same everywhere.
+
+pub mod auth;
+pub mod config;
+pub mod errors;
+pub mod mirror;
+pub mod reference;
+pub mod registry;
+pub mod route;
+pub mod token;
+pub mod upstream;
+
+pub use config::Config;
+pub use mirror::{Fetch, FetchError, Incoming, Mirror, Pending, Step, Summary};

@@ -1,0 +1,870 @@
+//! The core's steps, driven with recorded upstream heads: Docker Hub's challenge, its token answer,
+//! a 307 to its CDN. No network.
+
+use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const HUB_CHALLENGE: &str =
+    r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#;
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn mirror(pairs: &[(&str, &str)]) -> Mirror {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Mirror::new(Config::from_lookup(|k| map.get(k).cloned()).unwrap())
+}
+
+fn whitelisted() -> Mirror {
+    mirror(&[("WHITE_LIST", "alice,bob"), ("TOKEN_SECRET", SECRET)])
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> request::Parts {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "mirror.test");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+fn start(m: &Mirror, head: &request::Parts, now: u64) -> Step {
+    m.start(
+        &Incoming {
+            head,
+            scheme: "http",
+            body: b"",
+        },
+        at(now),
+    )
+}
+
+fn upstream_head(status: u16, headers: &[(&str, &str)]) -> response::Parts {
+    let mut builder = Response::builder().status(status);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+fn basic(user: &str, password: &str) -> String {
+    BasicCredentials {
+        user: user.into(),
+        password: password.into(),
+    }
+    .header_value()
+}
+
+fn expect_answer(step: Step) -> (Response<Vec<u8>>, Summary) {
+    match step {
+        Step::Answer(r, s) => (r, s),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+fn expect_fetch(step: Step) -> Fetch {
+    match step {
+        Step::Fetch(f) => f,
+        other => panic!("expected a fetch, got {other:?}"),
+    }
+}
+
+fn expect_relay(step: Step) -> response::Parts {
+    match step {
+        Step::Relay(p, _) => p,
+        other => panic!("expected a relay, got {other:?}"),
+    }
+}
+
+fn error_code(response: &Response<Vec<u8>>) -> String {
+    let value: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    value["errors"][0]["code"].as_str().unwrap().to_string()
+}
+
+/// Runs the token dance against recorded Docker Hub answers; returns the token the mirror answers.
+fn token_dance(
+    m: &Mirror,
+    path: &str,
+    headers: &[(&str, &str)],
+    upstream_token: &str,
+) -> (Fetch, String) {
+    let fetch = expect_fetch(start(m, &request(Method::GET, path, headers), 1000));
+    let token_fetch = match fetch.request.uri().path() {
+        "/v2/" => expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+            Some(Vec::new()),
+            at(1000),
+        )),
+        _ => fetch,
+    };
+    let body = format!(r#"{{"token":"{upstream_token}","expires_in":300}}"#);
+    let (uri, auth) = (
+        token_fetch.request.uri().clone(),
+        token_fetch
+            .request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .cloned(),
+    );
+    let (response, _) = expect_answer(m.resume(
+        token_fetch.pending,
+        upstream_head(200, &[]),
+        Some(body.into_bytes()),
+        at(1000),
+    ));
+    assert_eq!(response.status(), 200);
+    let value: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert!(value.get("refresh_token").is_none());
+    let mut request = Request::new(Vec::new());
+    *request.uri_mut() = uri;
+    if let Some(auth) = auth {
+        request.headers_mut().insert(header::AUTHORIZATION, auth);
+    }
+    let fetch = Fetch {
+        request,
+        read_body: None,
+        pending: Pending {
+            state: State::Resource(dummy_resource()),
+            summary: Summary::default(),
+        },
+    };
+    (fetch, value["token"].as_str().unwrap().to_string())
+}
+
+fn dummy_resource() -> ResourceRequest {
+    ResourceRequest {
+        route: Route::Ping,
+        resolved: Resolved {
+            registry: 0,
+            upstream_name: String::new(),
+        },
+        method: Method::GET,
+        storage_headers: HeaderMap::new(),
+        origin: Origin {
+            scheme: "http".into(),
+            host: "x".into(),
+        },
+    }
+}
+
+#[test]
+fn ping_is_answered_locally_with_the_mirrors_challenge() {
+    let m = mirror(&[]);
+    let (response, _) = expect_answer(start(&m, &request(Method::GET, "/v2/", &[]), 1));
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="http://mirror.test/token",service="mirror.test""#
+    );
+    assert_eq!(
+        response.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    assert_eq!(error_code(&response), "UNAUTHORIZED");
+    let (ok, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/v2/", &[("authorization", "Bearer x")]),
+        1,
+    ));
+    assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn head_answers_keep_their_length_without_a_body() {
+    let m = mirror(&[]);
+    let (response, _) = expect_answer(start(&m, &request(Method::HEAD, "/v2/", &[]), 1));
+    assert!(response.body().is_empty());
+    let length: usize = response.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(length > 0);
+}
+
+#[test]
+fn public_url_and_forwarded_headers_set_the_realm() {
+    let m = mirror(&[("PUBLIC_URL", "https://hub.example.com")]);
+    let (r, _) = expect_answer(start(&m, &request(Method::GET, "/v2/", &[]), 1));
+    assert_eq!(
+        r.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="https://hub.example.com/token",service="hub.example.com""#
+    );
+    let forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "edge.example"),
+    ];
+    let untrusted = mirror(&[]);
+    let (r, _) = expect_answer(start(
+        &untrusted,
+        &request(Method::GET, "/v2/", &forwarded),
+        1,
+    ));
+    assert!(r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("http://mirror.test/token"));
+    let trusted = mirror(&[("TRUST_FORWARDED_HEADERS", "true")]);
+    let (r, _) = expect_answer(start(
+        &trusted,
+        &request(Method::GET, "/v2/", &forwarded),
+        1,
+    ));
+    assert!(r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("https://edge.example/token"));
+    let (r, _) = expect_answer(start(&m, &request(Method::GET, "/v2/", &[]), 1));
+    assert_eq!(r.status(), 401);
+    let bad_host = request(Method::GET, "/v2/", &[]);
+    let mut bad_host = bad_host;
+    bad_host
+        .headers
+        .insert("host", HeaderValue::from_static("evil/x?y"));
+    let (r, _) = expect_answer(start(&mirror(&[]), &bad_host, 1));
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn token_dance_learns_the_realm_and_rewrites_scopes() {
+    let m = mirror(&[]);
+    let head = request(
+        Method::GET,
+        "/token?service=mirror.test&scope=repository:alpine:pull",
+        &[],
+    );
+    let fetch = expect_fetch(start(&m, &head, 1000));
+    assert_eq!(
+        fetch.request.uri().to_string(),
+        "https://registry-1.docker.io/v2/"
+    );
+    assert!(fetch.read_body.is_some());
+    let token_fetch = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        Some(Vec::new()),
+        at(1000),
+    ));
+    let uri = token_fetch.request.uri().to_string();
+    assert!(uri.starts_with("https://auth.docker.io/token?service=registry.docker.io&scope=repository%3Alibrary%2Falpine%3Apull"), "{uri}");
+    assert!(token_fetch
+        .request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_none());
+    let (response, summary) = expect_answer(m.resume(
+        token_fetch.pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"hub-token","access_token":"hub-token","expires_in":300,"refresh_token":"r"}"#.to_vec()),
+        at(1000),
+    ));
+    assert_eq!(response.status(), 200);
+    let value: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(value["token"], "hub-token");
+    assert_eq!(value["expires_in"], 300);
+    assert!(value.get("refresh_token").is_none());
+    assert_eq!(summary.upstream.as_deref(), Some("docker.io"));
+
+    // The realm is cached: the next token request goes straight to it.
+    let again = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/token?scope=repository:nginx:pull&scope=repository:bitnami/redis:pull,push",
+            &[],
+        ),
+        1001,
+    ));
+    let uri = again.request.uri().to_string();
+    assert!(uri.starts_with("https://auth.docker.io/token?"), "{uri}");
+    assert!(
+        uri.contains("scope=repository%3Alibrary%2Fnginx%3Apull"),
+        "{uri}"
+    );
+    assert!(
+        uri.contains("scope=repository%3Abitnami%2Fredis%3Apull&"),
+        "{uri}"
+    );
+}
+
+#[test]
+fn token_forwards_credentials_and_maps_refusal_to_401() {
+    let m = mirror(&[]);
+    let auth = basic("alice", "secret");
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/token?account=alice",
+            &[("authorization", &auth)],
+        ),
+        1,
+    ));
+    let token_fetch = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        Some(vec![]),
+        at(1),
+    ));
+    assert_eq!(
+        token_fetch.request.headers()[header::AUTHORIZATION],
+        auth.as_str()
+    );
+    assert!(token_fetch
+        .request
+        .uri()
+        .query()
+        .unwrap()
+        .contains("account=alice"));
+    let (response, summary) = expect_answer(m.resume(
+        token_fetch.pending,
+        upstream_head(401, &[]),
+        Some(vec![]),
+        at(1),
+    ));
+    assert_eq!(response.status(), 401);
+    assert_eq!(summary.user.as_deref(), Some("alice"));
+    // The upstream's realm never reaches the client.
+    assert!(!format!("{:?}", response.headers()).contains("auth.docker.io"));
+}
+
+#[test]
+fn oauth_post_takes_the_password_grant() {
+    let m = mirror(&[]);
+    let head = request(
+        Method::POST,
+        "/token",
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    let body = b"grant_type=password&username=alice&password=pw&client_id=containerd-client&service=mirror.test&scope=repository%3Aalpine%3Apull";
+    let fetch = expect_fetch(m.start(
+        &Incoming {
+            head: &head,
+            scheme: "http",
+            body,
+        },
+        at(1),
+    ));
+    let token_fetch = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        Some(vec![]),
+        at(1),
+    ));
+    assert_eq!(
+        token_fetch.request.headers()[header::AUTHORIZATION],
+        basic("alice", "pw").as_str()
+    );
+    let refresh = b"grant_type=refresh_token&refresh_token=x";
+    let (r, _) = expect_answer(m.start(
+        &Incoming {
+            head: &head,
+            scheme: "http",
+            body: refresh,
+        },
+        at(1),
+    ));
+    assert_eq!(r.status(), 400);
+    let big = vec![b'a'; MAX_REQUEST_BODY + 1];
+    let (r, _) = expect_answer(m.start(
+        &Incoming {
+            head: &head,
+            scheme: "http",
+            body: &big,
+        },
+        at(1),
+    ));
+    assert_eq!(r.status(), 413);
+}
+
+#[test]
+fn manifests_go_upstream_with_library_and_every_accept() {
+    let m = mirror(&[]);
+    let head = request(
+        Method::HEAD,
+        "/v2/alpine/manifests/3.19",
+        &[
+            ("accept", "application/vnd.oci.image.manifest.v1+json"),
+            (
+                "accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            ),
+            ("authorization", "Bearer hub-token"),
+            ("cookie", "x"),
+        ],
+    );
+    let fetch = expect_fetch(start(&m, &head, 1));
+    assert_eq!(fetch.request.method(), Method::HEAD);
+    assert_eq!(
+        fetch.request.uri().to_string(),
+        "https://registry-1.docker.io/v2/library/alpine/manifests/3.19"
+    );
+    assert_eq!(
+        fetch
+            .request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .count(),
+        2
+    );
+    assert_eq!(
+        fetch.request.headers()[header::AUTHORIZATION],
+        "Bearer hub-token"
+    );
+    assert!(fetch.request.headers().get(header::COOKIE).is_none());
+    assert!(fetch.read_body.is_none());
+    let relay = expect_relay(m.resume(
+        fetch.pending,
+        upstream_head(
+            200,
+            &[
+                ("content-type", "application/vnd.oci.image.index.v1+json"),
+                ("content-length", "1234"),
+                ("docker-content-digest", "sha256:abc"),
+                ("ratelimit-limit", "100;w=21600"),
+                ("ratelimit-remaining", "99;w=21600"),
+                ("set-cookie", "no"),
+            ],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(relay.status, 200);
+    assert_eq!(relay.headers[header::CONTENT_LENGTH], "1234");
+    assert_eq!(relay.headers["docker-content-digest"], "sha256:abc");
+    assert_eq!(relay.headers["ratelimit-remaining"], "99;w=21600");
+    assert!(relay.headers.get(header::SET_COOKIE).is_none());
+}
+
+#[test]
+fn upstream_401_becomes_the_mirrors_challenge_with_scope() {
+    let m = mirror(&[]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
+        1,
+    ));
+    let challenge = format!("{HUB_CHALLENGE},scope=\"repository:library/alpine:pull\"");
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", &challenge)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="http://mirror.test/token",service="mirror.test",scope="repository:alpine:pull""#
+    );
+    // ... and the realm it named is now known, so the next token request skips the ping.
+    let next = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/token?scope=repository:alpine:pull", &[]),
+        2,
+    ));
+    assert!(next
+        .request
+        .uri()
+        .to_string()
+        .starts_with("https://auth.docker.io/token?"));
+}
+
+#[test]
+fn blob_redirects_are_followed_without_credentials() {
+    let m = mirror(&[]);
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let head = request(
+        Method::GET,
+        &format!("/v2/library/alpine/blobs/{digest}"),
+        &[
+            ("authorization", "Bearer hub-token"),
+            ("range", "bytes=0-99"),
+            ("user-agent", "docker/20.10"),
+            ("accept", "x"),
+        ],
+    );
+    let fetch = expect_fetch(start(&m, &head, 1));
+    let cdn = "https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/dd/data?verify=1&sig=abc";
+    let storage = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", cdn)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(storage.request.uri().to_string(), cdn);
+    let headers = storage.request.headers();
+    assert!(headers.get(header::AUTHORIZATION).is_none());
+    assert!(headers.get(header::ACCEPT).is_none());
+    assert_eq!(headers[header::RANGE], "bytes=0-99");
+    assert_eq!(headers[header::USER_AGENT], "docker/20.10");
+    let relay = expect_relay(m.resume(
+        storage.pending,
+        upstream_head(
+            206,
+            &[
+                ("content-length", "100"),
+                ("content-range", "bytes 0-99/5000"),
+                ("x-amz-request-id", "1"),
+            ],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(relay.status, 206);
+    assert_eq!(relay.headers[header::CONTENT_RANGE], "bytes 0-99/5000");
+    assert_eq!(relay.headers["docker-content-digest"], digest.as_str());
+    assert!(relay.headers.get("x-amz-request-id").is_none());
+}
+
+#[test]
+fn blob_redirects_can_be_passed_to_the_client() {
+    let m = mirror(&[("BLOB_REDIRECTS", "pass")]);
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        1,
+    ));
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", "https://cdn.example/x?sig=1")]),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()[header::LOCATION], "https://cdn.example/x?sig=1");
+}
+
+#[test]
+fn bad_redirects_and_upstream_failures_are_unavailable() {
+    let m = mirror(&[]);
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let path = format!("/v2/alpine/blobs/{digest}");
+    let fetch = expect_fetch(start(&m, &request(Method::GET, &path, &[]), 1));
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", "file:///etc/passwd")]),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.status(), 503);
+    assert_eq!(error_code(&r), "UNAVAILABLE");
+    let fetch = expect_fetch(start(&m, &request(Method::GET, &path, &[]), 1));
+    let (r, _) = expect_answer(m.fail(fetch.pending, FetchError::Timeout));
+    assert_eq!(r.status(), 503);
+    let fetch = expect_fetch(start(&m, &request(Method::GET, &path, &[]), 1));
+    let (r, _) = expect_answer(m.resume(fetch.pending, upstream_head(500, &[]), None, at(1)));
+    assert_eq!(r.status(), 503);
+    // Redirect loops end.
+    let mut step = start(&m, &request(Method::GET, &path, &[]), 1);
+    for _ in 0..10 {
+        match step {
+            Step::Fetch(f) => {
+                step = m.resume(
+                    f.pending,
+                    upstream_head(302, &[("location", "http://127.0.0.1:1/loop")]),
+                    None,
+                    at(1),
+                )
+            }
+            _ => break,
+        }
+    }
+    let (r, _) = expect_answer(step);
+    assert_eq!(r.status(), 503);
+}
+
+#[test]
+fn upstream_429_passes_on_with_retry_after() {
+    let m = mirror(&[]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
+        1,
+    ));
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(
+            429,
+            &[("retry-after", "120"), ("ratelimit-remaining", "0;w=21600")],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "120");
+    assert_eq!(r.headers()["ratelimit-remaining"], "0;w=21600");
+    assert_eq!(error_code(&r), "TOOMANYREQUESTS");
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
+        1,
+    ));
+    let (r, _) = expect_answer(m.resume(fetch.pending, upstream_head(429, &[]), None, at(1)));
+    assert_eq!(r.headers()[header::RETRY_AFTER], DEFAULT_RETRY_AFTER);
+}
+
+#[test]
+fn upstream_404_is_relayed() {
+    let m = mirror(&[]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/nope/manifests/latest", &[]),
+        1,
+    ));
+    let relay = expect_relay(m.resume(
+        fetch.pending,
+        upstream_head(
+            404,
+            &[
+                ("content-type", "application/json"),
+                ("content-length", "80"),
+            ],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(relay.status, 404);
+    assert_eq!(relay.headers[header::CONTENT_LENGTH], "80");
+}
+
+#[test]
+fn tags_list_passes_only_paging_and_rewrites_link() {
+    let m = mirror(&[]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/tags/list?n=2&last=a&evil=1", &[]),
+        1,
+    ));
+    assert_eq!(
+        fetch.request.uri().to_string(),
+        "https://registry-1.docker.io/v2/library/alpine/tags/list?n=2&last=a"
+    );
+    let relay = expect_relay(m.resume(
+        fetch.pending,
+        upstream_head(
+            200,
+            &[(
+                "link",
+                "</v2/library/alpine/tags/list?last=b&n=2>; rel=\"next\"",
+            )],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(
+        relay.headers[header::LINK],
+        "</v2/alpine/tags/list?last=b&n=2>; rel=\"next\""
+    );
+}
+
+#[test]
+fn push_and_bad_names_are_refused_without_an_upstream_call() {
+    let m = mirror(&[]);
+    for (method, path, code, status) in [
+        (
+            Method::PUT,
+            "/v2/alpine/manifests/latest",
+            "UNSUPPORTED",
+            405,
+        ),
+        (
+            Method::POST,
+            "/v2/alpine/blobs/uploads/",
+            "UNSUPPORTED",
+            405,
+        ),
+        (
+            Method::GET,
+            "/v2/Alpine/manifests/latest",
+            "NAME_INVALID",
+            400,
+        ),
+        (
+            Method::GET,
+            "/v2/alpine/manifests/:bad",
+            "DIGEST_INVALID",
+            400,
+        ),
+        (Method::GET, "/v2/alpine/manifests/.bad", "TAG_INVALID", 400),
+        (Method::GET, "/nope", "NOT_FOUND", 404),
+    ] {
+        let (r, _) = expect_answer(start(&m, &request(method, path, &[]), 1));
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(error_code(&r), code, "{path}");
+    }
+    let long = format!("/v2/a/tags/list?x={}", "a".repeat(MAX_URL_LEN));
+    let (r, _) = expect_answer(start(&m, &request(Method::GET, &long, &[]), 1));
+    assert_eq!(r.status(), 414);
+    let big = "a".repeat(MAX_HEADER_BYTES);
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/v2/", &[("x-big", &big)]),
+        1,
+    ));
+    assert_eq!(r.status(), 431);
+}
+
+#[test]
+fn whitelist_refuses_anonymous_unlisted_and_foreign_tokens() {
+    let m = whitelisted();
+    // Anonymous and unlisted users get no token, and the upstream is never asked.
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/token?scope=repository:alpine:pull", &[]),
+        1,
+    ));
+    assert_eq!(r.status(), 401);
+    let carol = basic("carol", "pw");
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/token", &[("authorization", &carol)]),
+        1,
+    ));
+    assert_eq!(r.status(), 401);
+    // Without a mirror token, /v2/ and every resource answer the challenge without an upstream call.
+    for path in ["/v2/", "/v2/alpine/manifests/latest"] {
+        for auth in [
+            None,
+            Some("Bearer upstream.jwt.token"),
+            Some("Bearer rm1.e30.AAAA"),
+            Some("Basic YWxpY2U6cHc="),
+        ] {
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+            let (r, _) = expect_answer(start(&m, &request(Method::GET, path, &headers), 1));
+            assert_eq!(r.status(), 401, "{path} {auth:?}");
+            assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+    }
+}
+
+#[test]
+fn whitelist_issues_mirror_tokens_that_wrap_the_upstream_token() {
+    let m = whitelisted();
+    let auth = basic("Alice", "pw");
+    let (_, token) = token_dance(
+        &m,
+        "/token?scope=repository:alpine:pull",
+        &[("authorization", &auth)],
+        "hub-jwt",
+    );
+    assert!(token.starts_with("rm1."));
+    let claims =
+        MirrorToken::verify(&token, m.config.token_secret.as_ref().unwrap(), 1000).unwrap();
+    assert_eq!(claims.user, "alice");
+    assert_eq!(claims.expires_at, 1300);
+    assert_eq!(claims.upstream.as_deref(), Some("hub-jwt"));
+
+    // The mirror token opens /v2/ and resources, and the upstream sees its own token.
+    let bearer = format!("Bearer {token}");
+    let (r, summary) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/v2/", &[("authorization", &bearer)]),
+        1001,
+    ));
+    assert_eq!(r.status(), 200);
+    assert_eq!(summary.user.as_deref(), Some("alice"));
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/alpine/manifests/latest",
+            &[("authorization", &bearer)],
+        ),
+        1001,
+    ));
+    assert_eq!(
+        fetch.request.headers()[header::AUTHORIZATION],
+        "Bearer hub-jwt"
+    );
+    // ... until it expires.
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/alpine/manifests/latest",
+            &[("authorization", &bearer)],
+        ),
+        1300,
+    ));
+    assert_eq!(r.status(), 401);
+    // A token signed under another secret is refused.
+    let other = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", "another-secret-0123456789"),
+    ]);
+    let (r, _) = expect_answer(start(
+        &other,
+        &request(Method::GET, "/v2/", &[("authorization", &bearer)]),
+        1001,
+    ));
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn whitelist_login_needs_the_upstream_to_accept_the_password() {
+    let m = whitelisted();
+    let auth = basic("bob", "wrong");
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/token?account=bob&client_id=docker&offline_token=true&service=mirror.test",
+            &[("authorization", &auth)],
+        ),
+        1,
+    ));
+    let token_fetch = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        Some(vec![]),
+        at(1),
+    ));
+    assert!(!token_fetch
+        .request
+        .uri()
+        .query()
+        .unwrap()
+        .contains("scope="));
+    let (r, _) = expect_answer(m.resume(
+        token_fetch.pending,
+        upstream_head(401, &[]),
+        Some(b"{}".to_vec()),
+        at(1),
+    ));
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn no_step_holds_a_secret_in_debug_output() {
+    let m = whitelisted();
+    let auth = basic("alice", "hunter2-password");
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/token?scope=repository:alpine:pull",
+            &[("authorization", &auth)],
+        ),
+        1,
+    ));
+    let token_fetch = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        Some(vec![]),
+        at(1),
+    ));
+    let shown = format!("{token_fetch:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains(&auth[6..]), "{shown}");
+}
