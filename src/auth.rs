@@ -201,7 +201,7 @@ impl Whitelist {
 
     pub fn allows(&self, user: &str) -> bool {
         let user = user.to_ascii_lowercase();
-        self.users.iter().any(|u| *u == user)
+        self.users.contains(&user)
     }
 
     pub fn len(&self) -> usize {

@@ -7,7 +7,11 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod drive;
 pub mod errors;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod logging;
 pub mod mirror;
 pub mod reference;
 pub mod registry;

@@ -1,1 +1,197 @@
+//! The local server: `cargo run --release` serves the mirror on 127.0.0.1:5000.
+//!
+//! A thin adapter: hyper accepts connections and hands each request to the shared driver, which
+//! runs the core and streams upstream bodies back.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod server {
+    use http_body_util::BodyExt;
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use registry_mirror::drive::{Driver, DriverSettings};
+    use registry_mirror::mirror::MAX_REQUEST_BODY;
+    use registry_mirror::{logging, Config, Mirror};
+    use std::net::SocketAddr;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+    const USAGE: &str = "usage: registry-mirror [--listen ADDR]\n\n\
+        Serves a pull-through mirror of Docker Hub. Settings come from the environment\n\
+        (see README.md): LISTEN, UPSTREAM_DOCKER_IO, WHITE_LIST, TOKEN_SECRET, PUBLIC_URL,\n\
+        TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, UPSTREAM_TIMEOUT_SECS, RUST_LOG, LOG_FORMAT.";
+
+    pub fn main() -> ExitCode {
+        let listen = match parse_args(std::env::args().skip(1)) {
+            Ok(Some(listen)) => listen,
+            Ok(None) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("registry-mirror: {e}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        match run(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("registry-mirror: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// `Ok(None)` for `--help`.
+    fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+        let mut listen = std::env::var("LISTEN").ok().filter(|v| !v.is_empty());
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--listen" => listen = Some(args.next().ok_or("--listen needs an address")?),
+                other => match other.strip_prefix("--listen=") {
+                    Some(value) => listen = Some(value.to_string()),
+                    None => return Err(format!("unknown argument {other:?}")),
+                },
+            }
+        }
+        let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{listen:?} is not an address such as {DEFAULT_LISTEN}"))
+    }
+
+    fn run(listen: SocketAddr) -> Result<(), String> {
+        logging::init("text")?;
+        let env = |key: &str| std::env::var(key).ok();
+        let config = Config::from_lookup(env)?;
+        let settings = DriverSettings::from_lookup(env)?;
+        let driver = Driver::new(Mirror::new(config), settings)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        runtime.block_on(serve(listen, Arc::new(driver)))
+    }
+
+    async fn serve(listen: SocketAddr, driver: Arc<Driver>) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let registries: Vec<String> = driver
+            .mirror()
+            .config()
+            .registries
+            .iter()
+            .map(|r| format!("{} -> {}", r.name, r.upstream))
+            .collect();
+        tracing::info!(
+            listen = %local,
+            registries = registries.join(", "),
+            whitelist = driver.mirror().config().whitelist.as_ref().map_or(0, |w| w.len()),
+            "registry-mirror listening"
+        );
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let driver = driver.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let driver = driver.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&driver, request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn answer(
+        driver: &Driver,
+        request: http::Request<Incoming>,
+    ) -> http::Response<reqwest::Body> {
+        let started = Instant::now();
+        let (head, body) = request.into_parts();
+        let body = read_request_body(body).await;
+        let (response, summary) = driver.handle(&head, "http", &body).await;
+        let bytes = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        logging::request_line(
+            &head.method,
+            response.status().as_u16(),
+            bytes,
+            started.elapsed(),
+            &summary,
+        );
+        response
+    }
+
+    /// Reads at most `MAX_REQUEST_BODY + 1` bytes, so that the core can tell a body too large.
+    async fn read_request_body(mut body: Incoming) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let read = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                    if bytes.len() > MAX_REQUEST_BODY {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        bytes
+    }
+
+    async fn shutdown_signal() {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => return ctrl_c.await.unwrap_or(()),
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    server::main()
+}
+
+/// On wasm32 this binary has nothing to serve with; the Fastly binary is the one to build there.
+#[cfg(target_arch = "wasm32")]
 fn main() {}

@@ -60,7 +60,7 @@ pub enum Step {
     /// Send this response; the mirror made it.
     Answer(Response<Vec<u8>>, Summary),
     /// Make this upstream request, then call [`Mirror::resume`] or [`Mirror::fail`].
-    Fetch(Fetch),
+    Fetch(Box<Fetch>),
     /// Send this head with the body of the last fetched response, streamed as it is.
     Relay(response::Parts, Summary),
 }
@@ -568,14 +568,14 @@ impl Mirror {
             .get(request.registry)
             .upstream
             .url("/v2/");
-        Step::Fetch(Fetch {
+        Step::Fetch(Box::new(Fetch {
             request: build_request(Method::GET, &url, HeaderMap::new()),
             read_body: Some(MAX_UPSTREAM_BODY),
             pending: Pending {
                 state: State::LearnChallenge(request),
                 summary,
             },
-        })
+        }))
     }
 
     fn challenge_learnt(
@@ -648,14 +648,14 @@ impl Mirror {
                 headers.insert(header::AUTHORIZATION, value);
             }
         }
-        Step::Fetch(Fetch {
+        Step::Fetch(Box::new(Fetch {
             request: build_request(Method::GET, &url, headers),
             read_body: Some(MAX_UPSTREAM_BODY),
             pending: Pending {
                 state: State::UpstreamToken(request),
                 summary,
             },
-        })
+        }))
     }
 
     fn upstream_token_answered(
@@ -798,7 +798,7 @@ impl Mirror {
         let mut storage_headers = HeaderMap::new();
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
-        Step::Fetch(Fetch {
+        Step::Fetch(Box::new(Fetch {
             request: build_request(head.method.clone(), &url, headers),
             read_body: None,
             pending: Pending {
@@ -811,7 +811,7 @@ impl Mirror {
                 }),
                 summary,
             },
-        })
+        }))
     }
 
     /// Step 4, for the registry's answer.
@@ -925,7 +925,7 @@ impl Mirror {
             return Step::Answer(response, summary);
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
-        Step::Fetch(Fetch {
+        Step::Fetch(Box::new(Fetch {
             request,
             read_body: None,
             pending: Pending {
@@ -936,7 +936,7 @@ impl Mirror {
                 },
                 summary,
             },
-        })
+        }))
     }
 
     /// Step 4, for storage's answer.

@@ -72,7 +72,7 @@ fn expect_answer(step: Step) -> (Response<Vec<u8>>, Summary) {
 
 fn expect_fetch(step: Step) -> Fetch {
     match step {
-        Step::Fetch(f) => f,
+        Step::Fetch(f) => *f,
         other => panic!("expected a fetch, got {other:?}"),
     }
 }

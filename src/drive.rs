@@ -1,0 +1,166 @@
+//! The async driver shared by the native runtimes (the local server and the Lambda binary): it runs
+//! the core's steps, making each upstream request with one shared `reqwest` client, and streams the
+//! last upstream body to the client untouched.
+//!
+//! The core decides; this module only moves bytes. Upstream bodies are never buffered except the
+//! small ones the core asks to read (challenges, token answers), and those only up to its limit.
+
+use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
+use http::{request, Response};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long the driver waits for an upstream's response head, and for a small body.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of the driver itself (not of the core).
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// `UPSTREAM_TIMEOUT_SECS`: the longest wait for an upstream's response head.
+    pub upstream_timeout: Duration,
+}
+
+impl DriverSettings {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<DriverSettings, String> {
+        let upstream_timeout =
+            match lookup("UPSTREAM_TIMEOUT_SECS").filter(|v| !v.trim().is_empty()) {
+                None => DEFAULT_UPSTREAM_TIMEOUT,
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                    _ => {
+                        return Err(format!(
+                            "UPSTREAM_TIMEOUT_SECS: {v:?} is not a positive number of seconds"
+                        ))
+                    }
+                },
+            };
+        Ok(DriverSettings { upstream_timeout })
+    }
+}
+
+/// Drives one [`Mirror`] with one HTTP client.
+#[derive(Clone)]
+pub struct Driver {
+    mirror: Arc<Mirror>,
+    client: reqwest::Client,
+    settings: DriverSettings,
+}
+
+impl Driver {
+    pub fn new(mirror: Mirror, settings: DriverSettings) -> Result<Driver, String> {
+        // rustls needs a process-wide crypto provider; a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10).min(settings.upstream_timeout))
+            // A stalled body ends rather than hangs; a slow but moving one goes on.
+            .read_timeout(Duration::from_secs(60).max(settings.upstream_timeout))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Driver {
+            mirror: Arc::new(mirror),
+            client,
+            settings,
+        })
+    }
+
+    pub fn mirror(&self) -> &Mirror {
+        &self.mirror
+    }
+
+    /// Answers one client request: the response to send (its body streams from the upstream when
+    /// relayed) and the core's fields for the log line.
+    pub async fn handle(
+        &self,
+        head: &request::Parts,
+        scheme: &str,
+        body: &[u8],
+    ) -> (Response<reqwest::Body>, Summary) {
+        let incoming = Incoming { head, scheme, body };
+        let mut step = self.mirror.start(&incoming, SystemTime::now());
+        let mut last_body: Option<reqwest::Body> = None;
+        loop {
+            step = match step {
+                Step::Answer(response, summary) => {
+                    return (response.map(reqwest::Body::from), summary)
+                }
+                Step::Relay(parts, summary) => {
+                    let body = last_body
+                        .take()
+                        .unwrap_or_else(|| reqwest::Body::from(Vec::new()));
+                    return (Response::from_parts(parts, body), summary);
+                }
+                Step::Fetch(fetch) => {
+                    let limit = fetch.read_body;
+                    match self.fetch(fetch.request, limit).await {
+                        Ok((head, small_body, stream)) => {
+                            last_body = stream;
+                            self.mirror
+                                .resume(fetch.pending, head, small_body, SystemTime::now())
+                        }
+                        Err(error) => self.mirror.fail(fetch.pending, error),
+                    }
+                }
+            };
+        }
+    }
+
+    /// Makes one upstream request. With a `limit`, reads the body (up to it) for the core;
+    /// without, keeps it as a stream to relay.
+    async fn fetch(
+        &self,
+        request: http::Request<Vec<u8>>,
+        limit: Option<usize>,
+    ) -> Result<
+        (
+            http::response::Parts,
+            Option<Vec<u8>>,
+            Option<reqwest::Body>,
+        ),
+        FetchError,
+    > {
+        let request = reqwest::Request::try_from(request).map_err(|_| FetchError::Other)?;
+        let timeout = self.settings.upstream_timeout;
+        let response = tokio::time::timeout(timeout, self.client.execute(request))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map_err(classify)?;
+        let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        match limit {
+            None => Ok((head, None, Some(body))),
+            Some(limit) => {
+                let bytes = tokio::time::timeout(timeout, read_up_to(body, limit))
+                    .await
+                    .map_err(|_| FetchError::Timeout)??;
+                Ok((head, Some(bytes), None))
+            }
+        }
+    }
+}
+
+async fn read_up_to(body: reqwest::Body, limit: usize) -> Result<Vec<u8>, FetchError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| FetchError::Other)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(FetchError::BodyTooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+fn classify(error: reqwest::Error) -> FetchError {
+    if error.is_timeout() {
+        FetchError::Timeout
+    } else if error.is_connect() {
+        FetchError::Connect
+    } else {
+        FetchError::Other
+    }
+}
