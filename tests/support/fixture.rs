@@ -1,0 +1,264 @@
+//! The stand-in for Docker Hub, all on 127.0.0.1 and all real parts but the token server:
+//!
+//! - CNCF distribution (Debian's `docker-registry`) with `auth: token`;
+//! - a Docker-Hub-style token server (`tests/fixture/token_server.py`): RS256 JWTs the registry
+//!   trusts, users with passwords, Basic and the OAuth POST;
+//! - blob storage on distribution's S3 driver against moto's S3 emulator, so blob GETs answer 307
+//!   to a presigned URL;
+//! - nginx in front of that storage, refusing a presigned GET that also carries `Authorization`, as
+//!   Docker Hub's CDN does. Its access log counts the blob fetches that reached storage.
+//!
+//! Test images are built offline with umoci and pushed with skopeo, once per test binary.
+
+use super::images::{self, Images};
+use super::process::{self, need, run, spawn, wait_for_line, wait_for_port, Running};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Users of the token server (tests/fixture/token_server.py has the same).
+pub const ALICE: (&str, &str) = ("alice", "alice-password");
+pub const BOB: (&str, &str) = ("bob", "bob-password");
+pub const CAROL: (&str, &str) = ("carol", "carol-password");
+pub const PUSHER: (&str, &str) = ("pusher", "pusher-password");
+pub const SERVICE: &str = "fixture-registry";
+
+pub struct Fixture {
+    /// Where every file of this test binary's run lives.
+    pub dir: PathBuf,
+    /// `127.0.0.1:port` of the registry.
+    pub registry: String,
+    pub token_port: u16,
+    pub token_log: PathBuf,
+    pub storage_port: u16,
+    pub storage_log: PathBuf,
+    pub images: Images,
+    _processes: Vec<Running>,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+/// The fixture, started on first use.
+pub fn fixture() -> &'static Fixture {
+    FIXTURE.get_or_init(start)
+}
+
+/// The Python that has the fixture's packages (pyjwt, cryptography, moto): `FIXTURE_PYTHON`, or
+/// the virtual environment `scripts/test` makes.
+fn python() -> String {
+    if let Ok(python) = std::env::var("FIXTURE_PYTHON") {
+        return python;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixture-venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    panic!(
+        "the fixture's Python packages are missing: run ./scripts/test, which makes \
+         target/fixture-venv, or set FIXTURE_PYTHON to a Python with pyjwt, cryptography and moto[server]"
+    );
+}
+
+/// A fresh directory for this test binary's files, short enough for unix socket paths.
+pub fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("registry-mirror-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the run directory");
+        dir
+    })
+}
+
+fn start() -> Fixture {
+    let dir = run_dir().join("fixture");
+    std::fs::create_dir_all(&dir).unwrap();
+    let python = python();
+    let mut processes = Vec::new();
+
+    // S3 emulator.
+    let moto_port = process::free_port();
+    let moto_log = dir.join("moto.log");
+    let mut moto = Command::new(&python);
+    moto.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &moto_port.to_string(),
+    ]);
+    processes.push(spawn("moto", moto, &moto_log));
+    wait_for_port(moto_port, "moto", &moto_log);
+    let created = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            &format!("http://127.0.0.1:{moto_port}/registry"),
+        ])
+        .status()
+        .expect("curl");
+    assert!(created.success(), "cannot create the S3 bucket in moto");
+
+    // The storage front, refusing two authentication mechanisms.
+    let storage_port = process::free_port();
+    let nginx_dir = dir.join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let storage_log = nginx_dir.join("access.log");
+    let nginx_conf = nginx_dir.join("nginx.conf");
+    std::fs::write(
+        &nginx_conf,
+        storage_front_conf(&nginx_dir, storage_port, moto_port),
+    )
+    .unwrap();
+    let mut nginx = Command::new(need("nginx"));
+    nginx.arg("-c").arg(&nginx_conf).arg("-p").arg(&nginx_dir);
+    processes.push(spawn("nginx", nginx, &nginx_dir.join("nginx.out")));
+    wait_for_port(
+        storage_port,
+        "nginx (storage front)",
+        &nginx_dir.join("error.log"),
+    );
+
+    // The token server.
+    let token_log = dir.join("token.log");
+    let cert = dir.join("token-cert.pem");
+    let mut token = Command::new(&python);
+    token
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/token_server.py"))
+        .arg(&cert)
+        .arg("fixture-issuer");
+    processes.push(spawn("token server", token, &token_log));
+    let token_port: u16 = wait_for_line(&token_log, "listening ", "the token server")
+        .parse()
+        .expect("a port");
+
+    // The registry.
+    let registry_port = process::free_port();
+    let registry_conf = dir.join("registry.yml");
+    std::fs::write(
+        &registry_conf,
+        registry_conf_text(registry_port, storage_port, token_port, &cert),
+    )
+    .unwrap();
+    let registry_log = dir.join("registry.log");
+    let mut registry = Command::new(need("docker-registry"));
+    // distribution's S3 driver panics at start when AWS_CA_BUNDLE is set.
+    registry
+        .arg("serve")
+        .arg(&registry_conf)
+        .env_remove("AWS_CA_BUNDLE");
+    processes.push(spawn("registry", registry, &registry_log));
+    wait_for_port(registry_port, "docker-registry", &registry_log);
+    let registry = format!("127.0.0.1:{registry_port}");
+
+    let images = images::build_and_push(&dir.join("images"), &registry);
+
+    Fixture {
+        dir,
+        registry,
+        token_port,
+        token_log,
+        storage_port,
+        storage_log,
+        images,
+        _processes: processes,
+    }
+}
+
+fn storage_front_conf(dir: &Path, port: u16, moto_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  # A presigned URL carries its signature in the query; with Authorization too, S3 and R2 refuse.
+  map $args $presigned {{ "~(^|&)(X-Amz-Signature|Signature)=" 1; default 0; }}
+  map "$presigned:$http_authorization" $two_auths {{ "~^1:.+" 1; default 0; }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      if ($two_auths) {{
+        return 400 "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>";
+      }}
+      proxy_pass http://127.0.0.1:{moto_port};
+      proxy_set_header Host $http_host;
+      proxy_http_version 1.1;
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+fn registry_conf_text(port: u16, storage_port: u16, token_port: u16, cert: &Path) -> String {
+    format!(
+        r#"version: 0.1
+log:
+  level: info
+storage:
+  s3:
+    accesskey: fixture
+    secretkey: fixture-secret
+    region: us-east-1
+    regionendpoint: http://127.0.0.1:{storage_port}
+    bucket: registry
+    secure: false
+    v4auth: true
+    rootdirectory: /registry
+  redirect:
+    disable: false
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  token:
+    realm: http://127.0.0.1:{token_port}/token
+    service: {SERVICE}
+    issuer: fixture-issuer
+    rootcertbundle: {}
+"#,
+        cert.display()
+    )
+}
+
+impl Fixture {
+    /// How many presigned blob GETs have reached storage so far.
+    pub fn storage_blob_gets(&self) -> usize {
+        std::fs::read_to_string(&self.storage_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET ") && l.contains("X-Amz-Signature"))
+            .count()
+    }
+
+    /// A token straight from the upstream token server (not through the mirror).
+    pub fn upstream_token(&self, scope: &str, user: Option<(&str, &str)>) -> String {
+        let mut curl = Command::new("curl");
+        curl.arg("-sf");
+        if let Some((u, p)) = user {
+            curl.arg("-u").arg(format!("{u}:{p}"));
+        }
+        curl.arg(format!(
+            "http://127.0.0.1:{}/token?service={SERVICE}&scope={scope}",
+            self.token_port
+        ));
+        let body = run(curl);
+        let value: serde_json::Value = serde_json::from_str(&body).expect("token JSON");
+        value["token"].as_str().expect("a token").to_string()
+    }
+}

@@ -1,0 +1,550 @@
+//! The client suite: every case a user cares about, written once and run against each runtime
+//! (`client_suite!` in a runtime's test file makes one `#[test]` per case).
+//!
+//! Each case pulls with a real client through the mirror and checks what it got against a direct
+//! pull from the fixture registry: same manifest digests, same config digests, same bytes.
+
+use super::clients::*;
+use super::fixture::{fixture, ALICE, BOB, CAROL};
+use super::images::*;
+use super::mirrors::{Mirror, Mirrors};
+use std::process::Command;
+
+/// `library/alpine:oci` → `alpine:oci`: the short name a user types for an official image.
+fn short(reference: &str) -> &str {
+    reference.strip_prefix("library/").unwrap_or(reference)
+}
+
+/// `alpine:oci` → `library/alpine:oci`: the name the upstream registry knows.
+fn full(reference: &str) -> String {
+    if reference.contains('/') {
+        reference.to_string()
+    } else {
+        format!("library/{reference}")
+    }
+}
+
+fn via(mirror: &Mirror, reference: &str) -> String {
+    format!("{}/{reference}", mirror.addr)
+}
+
+fn assert_same_as_direct(
+    mirror: &Mirror,
+    reference: &str,
+    extra: &[&str],
+    creds: Option<Credentials>,
+) {
+    let dir = skopeo_copy(&via(mirror, reference), creds, extra)
+        .unwrap_or_else(|e| panic!("skopeo through the mirror, {reference}: {e}"));
+    let expected = direct_copy(&full(reference), extra);
+    assert_eq!(
+        dir_digests(&dir),
+        expected,
+        "{reference} through the mirror differs from a direct pull"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+pub fn skopeo_pulls_every_image(m: &Mirrors) {
+    let mirror = m.open();
+    for reference in [OCI, V2S2, NAMESPACED, BIG] {
+        assert_same_as_direct(mirror, reference, &[], None);
+    }
+    for reference in [OCI_INDEX, DOCKER_LIST] {
+        assert_same_as_direct(mirror, reference, &["--all"], None);
+    }
+}
+
+pub fn skopeo_pulls_short_names(m: &Mirrors) {
+    let mirror = m.open();
+    for reference in [OCI, V2S2, OCI_INDEX] {
+        assert_same_as_direct(mirror, short(reference), &[], None);
+    }
+}
+
+pub fn skopeo_follows_passed_redirects(m: &Mirrors) {
+    let mirror = m.pass();
+    let before = fixture().storage_blob_gets();
+    assert_same_as_direct(mirror, V2S2, &[], None);
+    assert!(
+        fixture().storage_blob_gets() > before,
+        "the client fetched blobs from storage itself"
+    );
+}
+
+pub fn blobs_come_from_storage_through_the_mirror(m: &Mirrors) {
+    let mirror = m.open();
+    let before = fixture().storage_blob_gets();
+    assert_same_as_direct(mirror, NAMESPACED, &[], None);
+    assert!(
+        fixture().storage_blob_gets() > before,
+        "the blobs did not come through the storage redirect"
+    );
+}
+
+pub fn private_repositories_need_the_users_credentials(m: &Mirrors) {
+    let mirror = m.open();
+    assert_same_as_direct(mirror, PRIVATE, &[], Some(ALICE));
+    let anonymous = skopeo_copy(&via(mirror, PRIVATE), None, &[]);
+    assert!(
+        anonymous.is_err(),
+        "an anonymous pull of a private repository succeeded"
+    );
+    let bob = skopeo_copy(&via(mirror, PRIVATE), Some(BOB), &[]);
+    assert!(bob.is_err(), "bob pulled alice's private repository");
+}
+
+fn assert_docker_pulled(dockerd: &Dockerd, local_name: &str, image: &Image) {
+    assert_eq!(
+        dockerd.image_id(local_name),
+        image.config_digest,
+        "image ID of {local_name}"
+    );
+    let digests = dockerd.repo_digests(local_name);
+    assert!(
+        digests.contains(&image.manifest_digest),
+        "{local_name}: {digests} lacks {}",
+        image.manifest_digest
+    );
+}
+
+pub fn dockerd_pulls_short_names_through_registry_mirrors(m: &Mirrors) {
+    let mirror = m.open();
+    let dockerd = Dockerd::start(&mirror.addr);
+    let before = mirror.count("manifest", 200);
+    for reference in [OCI, V2S2, OCI_INDEX, DOCKER_LIST, NAMESPACED, BIG] {
+        let name = short(reference);
+        let (ok, out) = dockerd.docker(None, &["pull", name]);
+        assert!(ok, "docker pull {name}: {out}");
+        assert_docker_pulled(&dockerd, name, fixture().images.get(reference));
+    }
+    // Offline, dockerd's silent fallback to Docker Hub cannot succeed: these pulls came through
+    // the mirror, and its log says so.
+    assert!(
+        mirror.count("manifest", 200) >= before + 6,
+        "the mirror's log does not show the pulls"
+    );
+}
+
+pub fn dockerd_pulls_explicit_mirror_names(m: &Mirrors) {
+    let mirror = m.open();
+    let dockerd = Dockerd::start(&mirror.addr);
+    for reference in [
+        V2S2.to_string(),
+        short(OCI).to_string(),
+        NAMESPACED.to_string(),
+        short(DOCKER_LIST).to_string(),
+    ] {
+        let name = via(mirror, &reference);
+        let (ok, out) = dockerd.docker(None, &["pull", &name]);
+        assert!(ok, "docker pull {name}: {out}");
+        assert_docker_pulled(&dockerd, &name, fixture().images.get(&full(&reference)));
+    }
+}
+
+pub fn podman_pulls_by_name_and_through_a_registries_conf_mirror(m: &Mirrors) {
+    let mirror = m.open();
+    for reference in [V2S2, OCI_INDEX] {
+        let id = podman_pull(&via(mirror, short(reference)), None, None)
+            .unwrap_or_else(|e| panic!("podman pull: {e}"));
+        assert_eq!(
+            format!("sha256:{id}"),
+            fixture().images.get(reference).config_digest
+        );
+    }
+    let dir = scratch("podman-conf");
+    let conf = write_file(
+        &dir,
+        "registries.conf",
+        &format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"registry-1.docker.io\"\n\n\
+             [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            mirror.addr
+        ),
+    );
+    let id = podman_pull(&format!("docker.io/{OCI}"), Some(&conf), None)
+        .unwrap_or_else(|e| panic!("podman pull via mirror: {e}"));
+    assert_eq!(
+        format!("sha256:{id}"),
+        fixture().images.get(OCI).config_digest
+    );
+}
+
+fn assert_ctr_fetched(containerd: &Containerd, ns: &str, image: &Image) {
+    let digests = containerd.content_digests(ns);
+    for digest in [&image.manifest_digest, &image.config_digest] {
+        assert!(
+            digests.contains(digest),
+            "{ns}: {digest} missing from {digests:?}"
+        );
+        assert_eq!(&containerd.content_sha256(ns, digest), digest);
+    }
+}
+
+pub fn ctr_fetches_full_and_short_names(m: &Mirrors) {
+    let mirror = m.open();
+    let containerd = containerd();
+    for reference in [
+        OCI.to_string(),
+        short(OCI_INDEX).to_string(),
+        NAMESPACED.to_string(),
+    ] {
+        let ns = namespace("ctr");
+        let name = via(mirror, &reference);
+        let (ok, out) = containerd.ctr(
+            &ns,
+            &[
+                "content",
+                "fetch",
+                "--plain-http",
+                "--platform",
+                "linux/amd64",
+                &name,
+            ],
+        );
+        assert!(ok, "ctr content fetch {name}: {out}");
+        assert_ctr_fetched(containerd, &ns, fixture().images.get(&full(&reference)));
+    }
+}
+
+pub fn ctr_uses_the_mirror_from_hosts_toml(m: &Mirrors) {
+    let mirror = m.open();
+    let containerd = containerd();
+    let hosts = scratch("hosts-d");
+    std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
+    write_file(
+        &hosts.join("docker.io"),
+        "hosts.toml",
+        &format!(
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.addr
+        ),
+    );
+    let ns = namespace("ctr-hosts");
+    let (ok, out) = containerd.ctr(
+        &ns,
+        &[
+            "content",
+            "fetch",
+            "--hosts-dir",
+            hosts.to_str().unwrap(),
+            "--platform",
+            "linux/amd64",
+            &format!("docker.io/{DOCKER_LIST}"),
+        ],
+    );
+    assert!(ok, "ctr content fetch through hosts.toml: {out}");
+    assert_ctr_fetched(containerd, &ns, fixture().images.get(DOCKER_LIST));
+}
+
+pub fn oci_client_pulls_full_and_short_names(m: &Mirrors) {
+    let mirror = m.open();
+    for (name, reference) in [
+        (via(mirror, OCI), OCI),
+        (via(mirror, short(V2S2)), V2S2),
+        (via(mirror, NAMESPACED), NAMESPACED),
+    ] {
+        let pulled =
+            oci_client_pull(&name, None).unwrap_or_else(|e| panic!("oci-client pull {name}: {e}"));
+        let image = fixture().images.get(reference);
+        assert_eq!(pulled.manifest_digest, image.manifest_digest, "{name}");
+        assert_eq!(pulled.config_digest, image.config_digest, "{name}");
+        assert!(!pulled.layers.is_empty());
+        for (declared, received) in &pulled.layers {
+            assert_eq!(declared, received, "{name}: layer bytes");
+        }
+    }
+}
+
+/// `curl` against the mirror: (status, headers and body).
+fn curl(mirror: &Mirror, path: &str, args: &[&str]) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command
+        .args(["-s", "-i", "-o", "-", "--max-time", "30"])
+        .args(args)
+        .arg(format!("http://{}{path}", mirror.addr));
+    let out = run_ok(command);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+pub fn push_and_bad_input_get_registry_errors(m: &Mirrors) {
+    let mirror = m.open();
+    for (method, path, status, code) in [
+        (
+            "PUT",
+            "/v2/library/alpine/manifests/latest",
+            405,
+            "UNSUPPORTED",
+        ),
+        (
+            "POST",
+            "/v2/library/alpine/blobs/uploads/",
+            405,
+            "UNSUPPORTED",
+        ),
+        (
+            "DELETE",
+            "/v2/library/alpine/manifests/latest",
+            405,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            "/v2/Library/alpine/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/library/..%2F..%2Fetc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/library/alpine/manifests/sha256:1234",
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/library/alpine/blobs/not-a-digest",
+            400,
+            "DIGEST_INVALID",
+        ),
+        ("GET", "/v2/library/alpine/manifests/-x", 400, "TAG_INVALID"),
+    ] {
+        let (got, out) = curl(mirror, path, &["-X", method]);
+        assert_eq!(got, status, "{method} {path}: {out}");
+        assert!(
+            out.contains(&format!("\"code\":\"{code}\"")),
+            "{method} {path}: {out}"
+        );
+    }
+    let push = Command::new(super::process::need("skopeo"))
+        .args(["copy", "--dest-tls-verify=false", "--dest-no-creds"])
+        .arg(format!("docker://{}/{V2S2}", mirror.addr))
+        .arg(format!("docker://{}/library/pushed:1", mirror.addr))
+        .output()
+        .unwrap();
+    assert!(
+        !push.status.success(),
+        "a push through the read-only mirror succeeded"
+    );
+    let (status, _) = curl(mirror, "/v2/library/doesnotexist/manifests/latest", &[]);
+    assert!(status == 401 || status == 404, "{status}");
+    // The mirror still serves after all that.
+    let (status, _) = curl(mirror, "/v2/", &[]);
+    assert_eq!(status, 401);
+}
+
+// ---- WHITE_LIST ----
+
+pub fn whitelist_admits_listed_users_with_the_right_password(m: &Mirrors) {
+    let mirror = m.whitelist();
+    assert_same_as_direct(mirror, V2S2, &[], Some(ALICE));
+    assert_same_as_direct(mirror, short(OCI), &[], Some(BOB));
+    assert_same_as_direct(mirror, PRIVATE, &[], Some(ALICE));
+    for (who, creds) in [
+        ("alice with a wrong password", Some(("alice", "wrong"))),
+        ("carol, who is not listed", Some(CAROL)),
+        ("anonymous", None),
+    ] {
+        let result = skopeo_copy(&via(mirror, V2S2), creds, &[]);
+        assert!(
+            result.is_err(),
+            "{who} pulled through the whitelisted mirror"
+        );
+    }
+    let pulled =
+        oci_client_pull(&via(mirror, NAMESPACED), Some(ALICE)).expect("oci-client as alice");
+    assert_eq!(
+        pulled.manifest_digest,
+        fixture().images.get(NAMESPACED).manifest_digest
+    );
+    assert!(
+        oci_client_pull(&via(mirror, NAMESPACED), None).is_err(),
+        "oci-client anonymous"
+    );
+}
+
+pub fn whitelist_refuses_upstream_forged_and_tampered_tokens(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let path = "/v2/library/alpine/manifests/v2s2";
+    let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
+    // A real mirror token works: the control.
+    let (status, out) = curl(
+        mirror,
+        "/token?service=x&scope=repository:library/alpine:pull",
+        &["-u", &format!("{}:{}", ALICE.0, ALICE.1)],
+    );
+    assert_eq!(status, 200, "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!body.contains("refresh_token"));
+    let (status, out) = curl(
+        mirror,
+        path,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            accept,
+        ],
+    );
+    assert_eq!(status, 200, "{out}");
+
+    let upstream = fixture().upstream_token("repository:library/alpine:pull", Some(ALICE));
+    let mut tampered = token.clone().into_bytes();
+    let at = 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let forged =
+        "rm1.eyJzdWIiOiJtYWxsb3J5IiwicmVnIjoiZG9ja2VyLmlvIiwiZXhwIjo5OTk5OTk5OTk5fQ.c2lnbmF0dXJl";
+    for (what, token) in [
+        ("an upstream token", upstream.as_str()),
+        ("a tampered token", &tampered),
+        ("a forged token", forged),
+    ] {
+        let (status, out) = curl(
+            mirror,
+            path,
+            &[
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                accept,
+            ],
+        );
+        assert_eq!(status, 401, "{what}: {out}");
+        assert!(
+            out.to_ascii_lowercase()
+                .contains("www-authenticate: bearer realm=\"http://"),
+            "{what}: {out}"
+        );
+        let (status, _) = curl(
+            mirror,
+            "/v2/",
+            &["-H", &format!("Authorization: Bearer {token}")],
+        );
+        assert_eq!(status, 401, "{what} on /v2/");
+    }
+}
+
+pub fn whitelist_containerd_user_pulls_with_the_oauth_post(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let containerd = containerd();
+    let before = mirror.count("token", 200);
+    let ns = namespace("ctr-user");
+    let name = via(mirror, OCI);
+    let user = format!("{}:{}", ALICE.0, ALICE.1);
+    let (ok, out) = containerd.ctr(
+        &ns,
+        &["content", "fetch", "--plain-http", "--user", &user, &name],
+    );
+    assert!(ok, "ctr --user alice: {out}");
+    assert_ctr_fetched(containerd, &ns, fixture().images.get(OCI));
+    let posts = mirror
+        .log_text()
+        .lines()
+        .filter(|l| {
+            l.contains("method=POST") && l.contains("route=\"token\"") && l.contains("status=200")
+        })
+        .count();
+    assert!(
+        posts >= 1 && mirror.count("token", 200) > before,
+        "containerd did not use the OAuth POST"
+    );
+    let ns = namespace("ctr-carol");
+    let user = format!("{}:{}", CAROL.0, CAROL.1);
+    let (ok, _) = containerd.ctr(
+        &ns,
+        &["content", "fetch", "--plain-http", "--user", &user, &name],
+    );
+    assert!(
+        !ok,
+        "carol (not listed) fetched through the whitelisted mirror"
+    );
+}
+
+pub fn whitelist_docker_login_and_pulls(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let dockerd = Dockerd::start(&mirror.addr);
+    for (who, creds) in [
+        ("carol, not listed", CAROL),
+        ("alice, wrong password", ("alice", "nope")),
+    ] {
+        let config = docker_config(&[]);
+        let (ok, out) = dockerd.login(&config, &mirror.addr, creds);
+        assert!(!ok, "docker login as {who} succeeded: {out}");
+    }
+    let config = docker_config(&[]);
+    let (ok, out) = dockerd.login(&config, &mirror.addr, ALICE);
+    assert!(ok, "docker login as alice: {out}");
+    let name = via(mirror, V2S2);
+    let (ok, out) = dockerd.docker(Some(&config), &["pull", &name]);
+    assert!(ok, "docker pull {name} after login: {out}");
+    assert_docker_pulled(&dockerd, &name, fixture().images.get(V2S2));
+    let (ok, _) = dockerd.docker(
+        Some(&docker_config(&[])),
+        &["pull", &via(mirror, NAMESPACED)],
+    );
+    assert!(
+        !ok,
+        "an anonymous docker pull through the whitelisted mirror succeeded"
+    );
+}
+
+pub fn whitelist_dockerd_short_names_use_docker_hub_credentials(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let dockerd = Dockerd::start(&mirror.addr);
+    let anonymous = docker_config(&[]);
+    let (ok, _) = dockerd.docker(Some(&anonymous), &["pull", short(OCI)]);
+    assert!(
+        !ok,
+        "dockerd pulled through the whitelisted mirror with no credentials"
+    );
+    let hub = docker_config(&[("https://index.docker.io/v1/", BOB)]);
+    for reference in [OCI, DOCKER_LIST] {
+        let (ok, out) = dockerd.docker(Some(&hub), &["pull", short(reference)]);
+        assert!(
+            ok,
+            "docker pull {} with Docker Hub credentials: {out}",
+            short(reference)
+        );
+        assert_docker_pulled(&dockerd, short(reference), fixture().images.get(reference));
+    }
+    let log = mirror.log_text();
+    assert!(
+        log.contains("user=\"bob\""),
+        "the mirror's log does not name the user"
+    );
+}
+
+pub fn secrets_never_reach_the_log(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let _ = skopeo_copy(&via(mirror, V2S2), Some(ALICE), &[]).expect("a pull as alice");
+    let _ = skopeo_copy(&via(mirror, V2S2), Some(("alice", "wrong-password")), &[]);
+    let log = mirror.log_text();
+    assert!(!log.is_empty());
+    for secret in [
+        ALICE.1,
+        BOB.1,
+        "wrong-password",
+        super::mirrors::TOKEN_SECRET,
+        "rm1.",
+        "eyJ",
+        "Basic ",
+        "Bearer ",
+    ] {
+        assert!(!log.contains(secret), "the mirror's log holds {secret:?}");
+    }
+}
