@@ -461,9 +461,12 @@ impl Mirror {
         }
         let registry = registry.unwrap_or(0);
         summary.upstream = Some(self.config.registries.get(registry).name.clone());
-        if let Some(name) = scopes.first() {
-            summary.repository = Some(name.clone());
-        }
+        // The log names the first repository asked for, in the upstream's terms.
+        summary.repository = scopes
+            .first()
+            .and_then(|s| s.strip_prefix("repository:"))
+            .and_then(|s| s.strip_suffix(":pull"))
+            .map(str::to_string);
 
         // WHITE_LIST: only listed users, and only with credentials the upstream accepts (checked
         // when the upstream answers the token request below).

@@ -1,4 +1,5 @@
 //! The client suite against the local server (`cargo run`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod support;
 
