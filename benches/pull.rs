@@ -3,213 +3,305 @@
 //! grows, and the latency a manifest request gains through the mirror (p50, p99).
 //!
 //! Run with `bench/run` (which installs the fixture's tools) or `cargo bench --bench pull`.
-#![cfg(not(target_arch = "wasm32"))]
 
+#[cfg(not(target_arch = "wasm32"))]
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_macros)]
+#[allow(unused_macros)]
 mod support;
 
-use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
-use support::fixture::{fixture, PUSHER, SERVICE};
-use support::mirrors::{LocalServer, Runtime};
-
-const MIB: usize = 1024 * 1024;
-const ROUNDS: usize = 3;
-const MANIFEST_REQUESTS: usize = 300;
-
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    let sizes: Vec<usize> = std::env::var("BENCH_BLOB_MIB")
-        .unwrap_or_else(|_| "256,512".to_string())
-        .split(',')
-        .map(|s| s.trim().parse::<usize>().expect("BENCH_BLOB_MIB: sizes in MiB") * MIB)
-        .collect();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fixture = fixture();
-    let settings = vec![(
-        "UPSTREAM_DOCKER_IO".to_string(),
-        format!("http://{}", fixture.registry),
-    )];
-    let mirror = LocalServer.start("bench", &settings);
-    let mirror_pid = mirror._processes[0].pid;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    bench::main()
+}
 
-    println!("registry-mirror benchmark: local server ({} build), fixture on 127.0.0.1", build_kind());
-    println!();
-    println!("| blob | direct MB/s (median of {ROUNDS}) | mirror MB/s | ratio | mirror peak RSS |");
-    println!("| --- | --- | --- | --- | --- |");
-    for size in sizes {
-        let digest = runtime.block_on(push_blob(&client, &fixture.registry, size));
-        let mut direct = Vec::new();
-        let mut through = Vec::new();
-        for _ in 0..ROUNDS {
-            direct.push(runtime.block_on(pull_direct(&client, &fixture.registry, &digest, size)));
-            through.push(runtime.block_on(pull_via_mirror(&client, &mirror.addr, &digest, size)));
-        }
-        let (d, m) = (median(&mut direct), median(&mut through));
+/// The benchmark runs natively only.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod bench {
+
+    use crate::support::fixture::{fixture, PUSHER, SERVICE};
+    use crate::support::mirrors::{LocalServer, Runtime};
+    use sha2::{Digest, Sha256};
+    use std::time::{Duration, Instant};
+
+    const MIB: usize = 1024 * 1024;
+    const ROUNDS: usize = 3;
+    const MANIFEST_REQUESTS: usize = 300;
+
+    pub fn main() {
+        let sizes: Vec<usize> = std::env::var("BENCH_BLOB_MIB")
+            .unwrap_or_else(|_| "256,512".to_string())
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<usize>()
+                    .expect("BENCH_BLOB_MIB: sizes in MiB")
+                    * MIB
+            })
+            .collect();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fixture = fixture();
+        let settings = vec![(
+            "UPSTREAM_DOCKER_IO".to_string(),
+            format!("http://{}", fixture.registry),
+        )];
+        let mirror = LocalServer.start("bench", &settings);
+        let mirror_pid = mirror._processes[0].pid;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+
         println!(
-            "| {} MiB | {:.0} | {:.0} | {:.2} | {:.1} MiB |",
-            size / MIB,
-            d,
-            m,
-            m / d,
-            peak_rss_mib(mirror_pid)
+            "registry-mirror benchmark: local server ({} build), fixture on 127.0.0.1",
+            build_kind()
+        );
+        println!();
+        println!(
+            "| blob | direct MB/s (median of {ROUNDS}) | mirror MB/s | ratio | mirror peak RSS |"
+        );
+        println!("| --- | --- | --- | --- | --- |");
+        for size in sizes {
+            let digest = runtime.block_on(push_blob(&client, &fixture.registry, size));
+            let mut direct = Vec::new();
+            let mut through = Vec::new();
+            for _ in 0..ROUNDS {
+                direct.push(runtime.block_on(pull_direct(
+                    &client,
+                    &fixture.registry,
+                    &digest,
+                    size,
+                )));
+                through.push(runtime.block_on(pull_via_mirror(
+                    &client,
+                    &mirror.addr,
+                    &digest,
+                    size,
+                )));
+            }
+            let (d, m) = (median(&mut direct), median(&mut through));
+            println!(
+                "| {} MiB | {:.0} | {:.0} | {:.2} | {:.1} MiB |",
+                size / MIB,
+                d,
+                m,
+                m / d,
+                peak_rss_mib(mirror_pid)
+            );
+        }
+
+        let (direct, through) =
+            runtime.block_on(manifest_latency(&client, &fixture.registry, &mirror.addr));
+        println!();
+        println!("| manifest GET ({MANIFEST_REQUESTS} requests, keep-alive) | p50 | p99 |");
+        println!("| --- | --- | --- |");
+        println!(
+            "| direct | {:.3} ms | {:.3} ms |",
+            percentile(&direct, 50.0),
+            percentile(&direct, 99.0)
+        );
+        println!(
+            "| through the mirror | {:.3} ms | {:.3} ms |",
+            percentile(&through, 50.0),
+            percentile(&through, 99.0)
+        );
+        println!(
+            "| added by the mirror | {:.3} ms | {:.3} ms |",
+            percentile(&through, 50.0) - percentile(&direct, 50.0),
+            percentile(&through, 99.0) - percentile(&direct, 99.0)
         );
     }
 
-    let (direct, through) = runtime.block_on(manifest_latency(&client, &fixture.registry, &mirror.addr));
-    println!();
-    println!("| manifest GET ({MANIFEST_REQUESTS} requests, keep-alive) | p50 | p99 |");
-    println!("| --- | --- | --- |");
-    println!("| direct | {:.3} ms | {:.3} ms |", percentile(&direct, 50.0), percentile(&direct, 99.0));
-    println!("| through the mirror | {:.3} ms | {:.3} ms |", percentile(&through, 50.0), percentile(&through, 99.0));
-    println!(
-        "| added by the mirror | {:.3} ms | {:.3} ms |",
-        percentile(&through, 50.0) - percentile(&direct, 50.0),
-        percentile(&through, 99.0) - percentile(&direct, 99.0)
-    );
-}
-
-fn build_kind() -> &'static str {
-    if env!("CARGO_BIN_EXE_registry-mirror").contains("/release/") {
-        "release"
-    } else {
-        "debug"
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[values.len() / 2]
-}
-
-fn percentile(values: &[Duration], p: f64) -> f64 {
-    let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let index = ((p / 100.0) * (ms.len() - 1) as f64).round() as usize;
-    ms[index]
-}
-
-fn peak_rss_mib(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-async fn token(client: &reqwest::Client, url: String, creds: Option<(&str, &str)>) -> String {
-    let mut request = client.get(url);
-    if let Some((u, p)) = creds {
-        request = request.basic_auth(u, Some(p));
-    }
-    let body: serde_json::Value = serde_json::from_slice(&request.send().await.unwrap().bytes().await.unwrap()).unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
-async fn upstream_token(client: &reqwest::Client, scope: &str, creds: Option<(&str, &str)>) -> String {
-    let url = format!("http://127.0.0.1:{}/token?service={SERVICE}&scope={scope}", fixture().token_port);
-    token(client, url, creds).await
-}
-
-/// Uploads `size` random bytes as one blob of `bench/blob`; returns its digest.
-async fn push_blob(client: &reqwest::Client, registry: &str, size: usize) -> String {
-    let mut bytes = vec![0u8; size];
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ size as u64;
-    for chunk in bytes.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-    }
-    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
-    let token = upstream_token(client, "repository:bench/blob:pull,push", Some(PUSHER)).await;
-    let start = client
-        .post(format!("http://{registry}/v2/bench/blob/blobs/uploads/"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 202, "start upload");
-    let location = start.headers()["location"].to_str().unwrap().to_string();
-    let location = if location.starts_with('/') { format!("http://{registry}{location}") } else { location };
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let done = client
-        .put(format!("{location}{separator}digest={digest}"))
-        .bearer_auth(&token)
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 201, "finish upload");
-    digest
-}
-
-/// Reads a response to the end; returns MB/s and checks the length.
-async fn read_all(mut response: reqwest::Response, started: Instant, size: usize) -> f64 {
-    assert_eq!(response.status(), 200);
-    let mut total = 0;
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        total += chunk.len();
-    }
-    assert_eq!(total, size, "a short body");
-    size as f64 / 1e6 / started.elapsed().as_secs_f64()
-}
-
-async fn pull_direct(client: &reqwest::Client, registry: &str, digest: &str, size: usize) -> f64 {
-    let token = upstream_token(client, "repository:bench/blob:pull", None).await;
-    let started = Instant::now();
-    let redirect = client
-        .get(format!("http://{registry}/v2/bench/blob/blobs/{digest}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(redirect.status(), 307);
-    let location = redirect.headers()["location"].to_str().unwrap().to_string();
-    read_all(client.get(location).send().await.unwrap(), started, size).await
-}
-
-async fn pull_via_mirror(client: &reqwest::Client, mirror: &str, digest: &str, size: usize) -> f64 {
-    let token = token(client, format!("http://{mirror}/token?scope=repository:bench/blob:pull"), None).await;
-    let started = Instant::now();
-    let response = client
-        .get(format!("http://{mirror}/v2/bench/blob/blobs/{digest}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    read_all(response, started, size).await
-}
-
-async fn manifest_latency(client: &reqwest::Client, registry: &str, mirror: &str) -> (Vec<Duration>, Vec<Duration>) {
-    let accept = "application/vnd.docker.distribution.manifest.v2+json";
-    let upstream = upstream_token(client, "repository:library/alpine:pull", None).await;
-    let mirror_token = token(client, format!("http://{mirror}/token?scope=repository:alpine:pull"), None).await;
-    let mut direct = Vec::new();
-    let mut through = Vec::new();
-    for _ in 0..MANIFEST_REQUESTS {
-        for (url, token, out) in [
-            (format!("http://{registry}/v2/library/alpine/manifests/v2s2"), &upstream, &mut direct),
-            (format!("http://{mirror}/v2/alpine/manifests/v2s2"), &mirror_token, &mut through),
-        ] {
-            let started = Instant::now();
-            let response = client.get(url).bearer_auth(token).header("accept", accept).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.bytes().await.unwrap();
-            out.push(started.elapsed());
+    fn build_kind() -> &'static str {
+        if env!("CARGO_BIN_EXE_registry-mirror").contains("/release/") {
+            "release"
+        } else {
+            "debug"
         }
     }
-    (direct, through)
+
+    fn median(values: &mut [f64]) -> f64 {
+        values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        values[values.len() / 2]
+    }
+
+    fn percentile(values: &[Duration], p: f64) -> f64 {
+        let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let index = ((p / 100.0) * (ms.len() - 1) as f64).round() as usize;
+        ms[index]
+    }
+
+    fn peak_rss_mib(pid: i32) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+
+    async fn token(client: &reqwest::Client, url: String, creds: Option<(&str, &str)>) -> String {
+        let mut request = client.get(url);
+        if let Some((u, p)) = creds {
+            request = request.basic_auth(u, Some(p));
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&request.send().await.unwrap().bytes().await.unwrap()).unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn upstream_token(
+        client: &reqwest::Client,
+        scope: &str,
+        creds: Option<(&str, &str)>,
+    ) -> String {
+        let url = format!(
+            "http://127.0.0.1:{}/token?service={SERVICE}&scope={scope}",
+            fixture().token_port
+        );
+        token(client, url, creds).await
+    }
+
+    /// Uploads `size` random bytes as one blob of `bench/blob`; returns its digest.
+    async fn push_blob(client: &reqwest::Client, registry: &str, size: usize) -> String {
+        let mut bytes = vec![0u8; size];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ size as u64;
+        for chunk in bytes.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        let token = upstream_token(client, "repository:bench/blob:pull,push", Some(PUSHER)).await;
+        let start = client
+            .post(format!("http://{registry}/v2/bench/blob/blobs/uploads/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), 202, "start upload");
+        let location = start.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') {
+            format!("http://{registry}{location}")
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let done = client
+            .put(format!("{location}{separator}digest={digest}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 201, "finish upload");
+        digest
+    }
+
+    /// Reads a response to the end; returns MB/s and checks the length.
+    async fn read_all(mut response: reqwest::Response, started: Instant, size: usize) -> f64 {
+        assert_eq!(response.status(), 200);
+        let mut total = 0;
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            total += chunk.len();
+        }
+        assert_eq!(total, size, "a short body");
+        size as f64 / 1e6 / started.elapsed().as_secs_f64()
+    }
+
+    async fn pull_direct(
+        client: &reqwest::Client,
+        registry: &str,
+        digest: &str,
+        size: usize,
+    ) -> f64 {
+        let token = upstream_token(client, "repository:bench/blob:pull", None).await;
+        let started = Instant::now();
+        let redirect = client
+            .get(format!("http://{registry}/v2/bench/blob/blobs/{digest}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect.status(), 307);
+        let location = redirect.headers()["location"].to_str().unwrap().to_string();
+        read_all(client.get(location).send().await.unwrap(), started, size).await
+    }
+
+    async fn pull_via_mirror(
+        client: &reqwest::Client,
+        mirror: &str,
+        digest: &str,
+        size: usize,
+    ) -> f64 {
+        let token = token(
+            client,
+            format!("http://{mirror}/token?scope=repository:bench/blob:pull"),
+            None,
+        )
+        .await;
+        let started = Instant::now();
+        let response = client
+            .get(format!("http://{mirror}/v2/bench/blob/blobs/{digest}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        read_all(response, started, size).await
+    }
+
+    async fn manifest_latency(
+        client: &reqwest::Client,
+        registry: &str,
+        mirror: &str,
+    ) -> (Vec<Duration>, Vec<Duration>) {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json";
+        let upstream = upstream_token(client, "repository:library/alpine:pull", None).await;
+        let mirror_token = token(
+            client,
+            format!("http://{mirror}/token?scope=repository:alpine:pull"),
+            None,
+        )
+        .await;
+        let mut direct = Vec::new();
+        let mut through = Vec::new();
+        for _ in 0..MANIFEST_REQUESTS {
+            for (url, token, out) in [
+                (
+                    format!("http://{registry}/v2/library/alpine/manifests/v2s2"),
+                    &upstream,
+                    &mut direct,
+                ),
+                (
+                    format!("http://{mirror}/v2/alpine/manifests/v2s2"),
+                    &mirror_token,
+                    &mut through,
+                ),
+            ] {
+                let started = Instant::now();
+                let response = client
+                    .get(url)
+                    .bearer_auth(token)
+                    .header("accept", accept)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap();
+                out.push(started.elapsed());
+            }
+        }
+        (direct, through)
+    }
 }

@@ -74,6 +74,11 @@ pub struct Fetch {
     /// `Some(n)`: read the body (at most `n` bytes) and pass it to `resume`. `None`: do not read
     /// it; it may be relayed.
     pub read_body: Option<usize>,
+    /// Set when the answer is immutable content (a blob, or a manifest by digest, whole): a key,
+    /// independent of the repository, under which an adapter with a shared cache may serve it
+    /// instead of fetching, and store a successful `GET` answer. Only requests the mirror has
+    /// admitted get one, so the whitelist holds for cache hits too.
+    pub cache_key: Option<String>,
     pub pending: Pending,
 }
 
@@ -84,6 +89,8 @@ pub enum FetchError {
     Connect,
     /// The body was longer than `read_body` allowed.
     BodyTooLarge,
+    /// The runtime has no way to reach that host (on Fastly: no backend for it).
+    NoBackend,
     Other,
 }
 
@@ -102,6 +109,13 @@ pub struct Summary {
 pub struct Pending {
     state: State,
     summary: Summary,
+}
+
+impl Pending {
+    /// The log fields of a request the adapter finished without the core (a cache hit).
+    pub fn into_summary(self) -> Summary {
+        self.summary
+    }
 }
 
 #[derive(Debug)]
@@ -252,6 +266,7 @@ impl Mirror {
             FetchError::Timeout => "did not answer in time",
             FetchError::Connect => "could not be reached",
             FetchError::BodyTooLarge => "sent an answer too large to read",
+            FetchError::NoBackend => "has no backend configured in this deployment",
             FetchError::Other => "failed",
         };
         let method = match &state {
@@ -574,6 +589,7 @@ impl Mirror {
         Step::Fetch(Box::new(Fetch {
             request: build_request(Method::GET, &url, HeaderMap::new()),
             read_body: Some(MAX_UPSTREAM_BODY),
+            cache_key: None,
             pending: Pending {
                 state: State::LearnChallenge(request),
                 summary,
@@ -654,6 +670,7 @@ impl Mirror {
         Step::Fetch(Box::new(Fetch {
             request: build_request(Method::GET, &url, headers),
             read_body: Some(MAX_UPSTREAM_BODY),
+            cache_key: None,
             pending: Pending {
                 state: State::UpstreamToken(request),
                 summary,
@@ -801,9 +818,11 @@ impl Mirror {
         let mut storage_headers = HeaderMap::new();
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
+        let cache_key = cache_key(&registry.name, &route, &head.headers);
         Step::Fetch(Box::new(Fetch {
             request: build_request(head.method.clone(), &url, headers),
             read_body: None,
+            cache_key,
             pending: Pending {
                 state: State::Resource(ResourceRequest {
                     route,
@@ -928,9 +947,12 @@ impl Mirror {
             return Step::Answer(response, summary);
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
+        let registry = &self.config.registries.get(resource.resolved.registry).name;
+        let cache_key = cache_key(registry, &resource.route, &resource.storage_headers);
         Step::Fetch(Box::new(Fetch {
             request,
             read_body: None,
+            cache_key,
             pending: Pending {
                 state: State::Storage {
                     resource,
@@ -1031,6 +1053,24 @@ fn check_bounds(incoming: &Incoming) -> Result<(), RegistryError> {
         );
     }
     Ok(())
+}
+
+/// The shared-cache key of immutable content: blobs, and manifests by digest, asked for whole.
+/// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
+/// cross registries); the repository is not, so a layer shared by many images is stored once.
+fn cache_key(registry: &str, route: &Route, client_headers: &HeaderMap) -> Option<String> {
+    if client_headers.contains_key(header::RANGE) {
+        return None;
+    }
+    let (kind, digest) = match route {
+        Route::Blob { digest, .. } => ("blob", digest),
+        Route::Manifest {
+            reference: Reference::Digest(digest),
+            ..
+        } => ("manifest", digest),
+        _ => return None,
+    };
+    Some(format!("registry-mirror/v1/{registry}/{kind}/{digest}"))
 }
 
 /// The `n` and `last` parameters of a tags list, re-encoded (nothing else goes upstream).

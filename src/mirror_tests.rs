@@ -90,12 +90,7 @@ fn error_code(response: &Response<Vec<u8>>) -> String {
 }
 
 /// Runs the token dance against recorded Docker Hub answers; returns the token the mirror answers.
-fn token_dance(
-    m: &Mirror,
-    path: &str,
-    headers: &[(&str, &str)],
-    upstream_token: &str,
-) -> (Fetch, String) {
+fn token_dance(m: &Mirror, path: &str, headers: &[(&str, &str)], upstream_token: &str) -> String {
     let fetch = expect_fetch(start(m, &request(Method::GET, path, headers), 1000));
     let token_fetch = match fetch.request.uri().path() {
         "/v2/" => expect_fetch(m.resume(
@@ -107,14 +102,6 @@ fn token_dance(
         _ => fetch,
     };
     let body = format!(r#"{{"token":"{upstream_token}","expires_in":300}}"#);
-    let (uri, auth) = (
-        token_fetch.request.uri().clone(),
-        token_fetch
-            .request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .cloned(),
-    );
     let (response, _) = expect_answer(m.resume(
         token_fetch.pending,
         upstream_head(200, &[]),
@@ -124,36 +111,7 @@ fn token_dance(
     assert_eq!(response.status(), 200);
     let value: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
     assert!(value.get("refresh_token").is_none());
-    let mut request = Request::new(Vec::new());
-    *request.uri_mut() = uri;
-    if let Some(auth) = auth {
-        request.headers_mut().insert(header::AUTHORIZATION, auth);
-    }
-    let fetch = Fetch {
-        request,
-        read_body: None,
-        pending: Pending {
-            state: State::Resource(dummy_resource()),
-            summary: Summary::default(),
-        },
-    };
-    (fetch, value["token"].as_str().unwrap().to_string())
-}
-
-fn dummy_resource() -> ResourceRequest {
-    ResourceRequest {
-        route: Route::Ping,
-        resolved: Resolved {
-            registry: 0,
-            upstream_name: String::new(),
-        },
-        method: Method::GET,
-        storage_headers: HeaderMap::new(),
-        origin: Origin {
-            scheme: "http".into(),
-            host: "x".into(),
-        },
-    }
+    value["token"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -752,7 +710,7 @@ fn whitelist_refuses_anonymous_unlisted_and_foreign_tokens() {
 fn whitelist_issues_mirror_tokens_that_wrap_the_upstream_token() {
     let m = whitelisted();
     let auth = basic("Alice", "pw");
-    let (_, token) = token_dance(
+    let token = token_dance(
         &m,
         "/token?scope=repository:alpine:pull",
         &[("authorization", &auth)],
@@ -867,4 +825,66 @@ fn no_step_holds_a_secret_in_debug_output() {
     let shown = format!("{token_fetch:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(!shown.contains(&auth[6..]), "{shown}");
+}
+
+#[test]
+fn immutable_content_gets_a_repository_independent_cache_key() {
+    let m = mirror(&[]);
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let a = expect_fetch(start(
+        &m,
+        &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        1,
+    ));
+    let b = expect_fetch(start(
+        &m,
+        &request(Method::GET, &format!("/v2/team/app/blobs/{digest}"), &[]),
+        1,
+    ));
+    assert_eq!(a.cache_key, b.cache_key);
+    assert_eq!(
+        a.cache_key.as_deref(),
+        Some(format!("registry-mirror/v1/docker.io/blob/{digest}").as_str())
+    );
+    let m2 = expect_fetch(start(
+        &m,
+        &request(Method::HEAD, &format!("/v2/alpine/manifests/{digest}"), &[]),
+        1,
+    ));
+    assert!(m2.cache_key.unwrap().contains("/manifest/"));
+    // Tags move, and ranges are parts: neither is cached.
+    let tag = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
+        1,
+    ));
+    assert!(tag.cache_key.is_none());
+    let range = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            &format!("/v2/alpine/blobs/{digest}"),
+            &[("range", "bytes=0-1")],
+        ),
+        1,
+    ));
+    assert!(range.cache_key.is_none());
+    // The storage fetch after a redirect keeps the key.
+    let storage = expect_fetch(m.resume(
+        a.pending,
+        upstream_head(307, &[("location", "http://127.0.0.1:9/x")]),
+        None,
+        at(1),
+    ));
+    assert_eq!(storage.cache_key, b.cache_key);
+    // With WHITE_LIST, an unadmitted request never reaches a fetch, so never a cache.
+    let w = whitelisted();
+    assert!(matches!(
+        start(
+            &w,
+            &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+            1
+        ),
+        Step::Answer(..)
+    ));
 }

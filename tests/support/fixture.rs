@@ -63,11 +63,32 @@ fn python() -> String {
 pub fn run_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        remove_stale_run_dirs();
         let dir = std::env::temp_dir().join(format!("registry-mirror-e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the run directory");
         dir
     })
+}
+
+/// Run directories of earlier test processes that have ended: kept for reading after a failure,
+/// removed by the next run.
+fn remove_stale_run_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("registry-mirror-e2e-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn start() -> Fixture {
@@ -243,6 +264,19 @@ impl Fixture {
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("\"GET ") && l.contains("X-Amz-Signature"))
+            .count()
+    }
+
+    /// How many presigned GETs of these blobs reached storage so far.
+    pub fn storage_gets_of(&self, digests: &[String]) -> usize {
+        let log = std::fs::read_to_string(&self.storage_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("\"GET ") && l.contains("X-Amz-Signature"))
+            .filter(|l| {
+                digests
+                    .iter()
+                    .any(|d| l.contains(d.trim_start_matches("sha256:")))
+            })
             .count()
     }
 

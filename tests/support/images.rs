@@ -19,6 +19,8 @@ pub struct Image {
     pub manifest_digest: String,
     /// The config digest of the linux/amd64 image: what dockerd shows as the image ID.
     pub config_digest: String,
+    /// The config and layer digests of a single-arch image (empty for lists).
+    pub blob_digests: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +186,18 @@ fn describe(registry: &str, reference: &str) -> Image {
         }
         None => manifest["config"]["digest"].as_str().unwrap().to_string(),
     };
+    let blob_digests = match manifest["layers"].as_array() {
+        Some(layers) => std::iter::once(config_digest.clone())
+            .chain(
+                layers
+                    .iter()
+                    .map(|l| l["digest"].as_str().unwrap().to_string()),
+            )
+            .collect(),
+        None => Vec::new(),
+    };
     Image {
+        blob_digests,
         repository: repository.to_string(),
         tag: tag.to_string(),
         manifest_digest: sha256(&raw),

@@ -28,13 +28,22 @@ impl Mirror {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Request lines in the log for `route` that answered `status`.
-    pub fn count(&self, route: &str, status: u16) -> usize {
-        let route = format!("route=\"{route}\"");
-        let status = format!("status={status}");
+    /// The request lines of the log (JSON in every runtime: `message` or `msg` is "request").
+    pub fn requests(&self) -> Vec<serde_json::Value> {
         self.log_text()
             .lines()
-            .filter(|l| l.contains(&route) && l.contains(&status))
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(&line[line.find('{')?..]).ok()
+            })
+            .filter(|v| v["message"] == "request" || v["msg"] == "request")
+            .collect()
+    }
+
+    /// Request lines for `route` that answered `status`.
+    pub fn count(&self, route: &str, status: u16) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r["route"] == route && r["status"] == status)
             .count()
     }
 }
@@ -55,13 +64,128 @@ impl Runtime for LocalServer {
         command
             .arg("--listen")
             .arg(&addr)
-            .env("LOG_FORMAT", "text")
+            .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info");
         for (key, value) in settings {
             command.env(key, value);
         }
         let running = spawn(&format!("mirror {label}"), command, &log);
         wait_for_port(port, "the mirror", &log);
+        Mirror {
+            addr,
+            log,
+            _processes: vec![running],
+        }
+    }
+}
+
+/// The Fastly binary under Viceroy, with a `fastly.toml` whose `[local_server]` points at the
+/// fixture: a backend for each fixture host, the settings in the Config Store, `TOKEN_SECRET` in the
+/// Secret Store.
+pub struct Viceroy;
+
+impl Viceroy {
+    /// The package `fastly compute build` left (scripts/test runs it before the tests).
+    fn wasm() -> PathBuf {
+        let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/main.wasm");
+        assert!(
+            wasm.exists(),
+            "bin/main.wasm is missing: scripts/test builds it with `fastly compute build`"
+        );
+        wasm
+    }
+
+    fn binary() -> String {
+        if let Ok(path) = std::env::var("VICEROY") {
+            return path;
+        }
+        let home = std::env::var("HOME").unwrap_or_default();
+        let cargo_bin = format!("{home}/.cargo/bin/viceroy");
+        if std::path::Path::new(&cargo_bin).exists() {
+            return cargo_bin;
+        }
+        super::process::need("viceroy")
+    }
+}
+
+/// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`, as the Fastly binary names backends.
+pub fn backend_name(host: &str, port: u16) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}_{port}")
+}
+
+fn toml_string(value: &str) -> String {
+    serde_json::to_string(value).expect("a string")
+}
+
+impl Runtime for Viceroy {
+    fn name(&self) -> &'static str {
+        "fastly"
+    }
+
+    fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+        let fixture = fixture();
+        let port = process::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = run_dir().join(format!("viceroy-{label}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry_port: u16 = fixture
+            .registry
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut toml = String::from(
+            "manifest_version = 3\nname = \"registry-mirror-test\"\nlanguage = \"other\"\n\n",
+        );
+        for backend_port in [registry_port, fixture.token_port, fixture.storage_port] {
+            toml.push_str(&format!(
+                "[local_server.backends.{}]\nurl = \"http://127.0.0.1:{backend_port}\"\n\n",
+                backend_name("127.0.0.1", backend_port)
+            ));
+        }
+        toml.push_str(
+            "[local_server.config_stores.registry_mirror_config]\nformat = \"inline-toml\"\n\n",
+        );
+        toml.push_str("[local_server.config_stores.registry_mirror_config.contents]\n");
+        let mut secrets = Vec::new();
+        for (key, value) in settings {
+            if key == "TOKEN_SECRET" {
+                secrets.push(format!(
+                    "{{ key = {}, data = {} }}",
+                    toml_string(key),
+                    toml_string(value)
+                ));
+            } else {
+                toml.push_str(&format!("{key} = {}\n", toml_string(value)));
+            }
+        }
+        toml.push_str(&format!(
+            "\n[local_server.secret_stores]\nregistry_mirror_secrets = [{}]\n",
+            secrets.join(", ")
+        ));
+        let config = dir.join("fastly.toml");
+        std::fs::write(&config, toml).unwrap();
+        let log = run_dir().join(format!("mirror-fastly-{label}.log"));
+        let mut command = Command::new(Self::binary());
+        command
+            .arg("-C")
+            .arg(&config)
+            .arg("--addr")
+            .arg(&addr)
+            .arg(Self::wasm());
+        let running = spawn(&format!("viceroy {label}"), command, &log);
+        wait_for_port(port, "viceroy", &log);
         Mirror {
             addr,
             log,

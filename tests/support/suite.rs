@@ -453,11 +453,9 @@ pub fn whitelist_containerd_user_pulls_with_the_oauth_post(m: &Mirrors) {
     assert!(ok, "ctr --user alice: {out}");
     assert_ctr_fetched(containerd, &ns, fixture().images.get(OCI));
     let posts = mirror
-        .log_text()
-        .lines()
-        .filter(|l| {
-            l.contains("method=POST") && l.contains("route=\"token\"") && l.contains("status=200")
-        })
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["route"] == "token" && r["status"] == 200)
         .count();
     assert!(
         posts >= 1 && mirror.count("token", 200) > before,
@@ -522,9 +520,8 @@ pub fn whitelist_dockerd_short_names_use_docker_hub_credentials(m: &Mirrors) {
         );
         assert_docker_pulled(&dockerd, short(reference), fixture().images.get(reference));
     }
-    let log = mirror.log_text();
     assert!(
-        log.contains("user=\"bob\""),
+        mirror.requests().iter().any(|r| r["user"] == "bob"),
         "the mirror's log does not name the user"
     );
 }
@@ -547,4 +544,41 @@ pub fn secrets_never_reach_the_log(m: &Mirrors) {
     ] {
         assert!(!log.contains(secret), "the mirror's log holds {secret:?}");
     }
+}
+
+/// For runtimes with a shared cache: pulling an image a second time fetches none of its blobs from
+/// storage again (counted in the storage front's log), and the mirror's log shows cache hits.
+pub fn second_pull_is_served_from_the_cache(m: &Mirrors) {
+    let mirror = m.open();
+    let image = fixture().images.get(NAMESPACED);
+    let blobs = image.blob_digests.clone();
+    let fetched = || fixture().storage_gets_of(&blobs);
+    assert_same_as_direct(mirror, NAMESPACED, &[], None);
+    let after_first = fetched();
+    assert!(
+        after_first >= blobs.len(),
+        "the first pull did not fetch the blobs from storage"
+    );
+    let hits_before = mirror
+        .requests()
+        .iter()
+        .filter(|r| r["cache"] == "hit")
+        .count();
+    assert_same_as_direct(mirror, NAMESPACED, &[], None);
+    assert_eq!(
+        fetched(),
+        after_first,
+        "the second pull fetched blobs from storage again"
+    );
+    let hits = mirror
+        .requests()
+        .iter()
+        .filter(|r| r["cache"] == "hit")
+        .count()
+        - hits_before;
+    assert!(
+        hits >= blobs.len(),
+        "the mirror's log shows {hits} cache hits for {} blobs",
+        blobs.len()
+    );
 }
