@@ -13,6 +13,20 @@ pub enum BlobRedirects {
     Follow,
     /// Hand the redirect to the client (for clients that can reach the storage host themselves).
     Pass,
+    /// Stream blobs up to this many bytes; hand larger ones to the client as a redirect to the
+    /// storage URL (for runtimes that cap or slow long responses, such as AWS Lambda).
+    Large(u64),
+}
+
+/// The default size above which `BLOB_REDIRECTS=large` redirects a blob: 4 MiB.
+pub const DEFAULT_LARGE_BLOB_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `STORAGE_RELAY`: storage redirects to `host` are rewritten to `prefix` + the URL's path and
+/// query, for a relay (such as a CloudFront origin) in front of that storage host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageRelay {
+    pub host: String,
+    pub prefix: String,
 }
 
 /// The public address of the mirror, when it sits behind something that changes it.
@@ -33,8 +47,10 @@ pub struct Config {
     pub public_url: Option<PublicUrl>,
     /// `TRUST_FORWARDED_HEADERS`: take scheme and host from `X-Forwarded-Proto`/`-Host`.
     pub trust_forwarded_headers: bool,
-    /// `BLOB_REDIRECTS`: `follow` (default) or `pass`.
+    /// `BLOB_REDIRECTS`: `follow` (default), `pass` or `large` (with `LARGE_BLOB_BYTES`).
     pub blob_redirects: BlobRedirects,
+    /// `STORAGE_RELAY`: `host=https://relay/prefix`, comma-separated.
+    pub storage_relays: Vec<StorageRelay>,
 }
 
 /// Every setting the core reads, for documentation and for the runtimes' stores.
@@ -45,6 +61,8 @@ pub const SETTINGS: &[&str] = &[
     "PUBLIC_URL",
     "TRUST_FORWARDED_HEADERS",
     "BLOB_REDIRECTS",
+    "LARGE_BLOB_BYTES",
+    "STORAGE_RELAY",
 ];
 
 impl Config {
@@ -99,8 +117,39 @@ impl Config {
         let blob_redirects = match get("BLOB_REDIRECTS").as_deref() {
             None | Some("follow") => BlobRedirects::Follow,
             Some("pass") => BlobRedirects::Pass,
-            Some(v) => return Err(format!("BLOB_REDIRECTS: {v:?} is not follow or pass")),
+            Some("large") => BlobRedirects::Large(match get("LARGE_BLOB_BYTES") {
+                None => DEFAULT_LARGE_BLOB_BYTES,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("LARGE_BLOB_BYTES: {v:?} is not a number of bytes"))?,
+            }),
+            Some(v) => {
+                return Err(format!(
+                    "BLOB_REDIRECTS: {v:?} is not follow, pass or large"
+                ))
+            }
         };
+
+        let mut storage_relays = Vec::new();
+        for entry in get("STORAGE_RELAY").unwrap_or_default().split(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let bad = || format!("STORAGE_RELAY: {entry:?} is not host=https://relay/prefix");
+            let (host, prefix) = entry.split_once('=').ok_or_else(bad)?;
+            let uri: http::Uri = prefix.parse().map_err(|_| bad())?;
+            if !matches!(uri.scheme_str(), Some("http" | "https"))
+                || uri.authority().is_none()
+                || uri.query().is_some()
+            {
+                return Err(bad());
+            }
+            storage_relays.push(StorageRelay {
+                host: host.trim().to_ascii_lowercase(),
+                prefix: prefix.trim_end_matches('/').to_string(),
+            });
+        }
 
         Ok(Config {
             registries,
@@ -109,6 +158,7 @@ impl Config {
             public_url,
             trust_forwarded_headers,
             blob_redirects,
+            storage_relays,
         })
     }
 }
@@ -179,5 +229,34 @@ mod tests {
         assert_eq!(c.public_url.unwrap().host, "mirror.example");
         assert_eq!(c.blob_redirects, BlobRedirects::Pass);
         assert!(c.trust_forwarded_headers);
+    }
+
+    #[test]
+    fn large_blobs_and_relays() {
+        let c = config(&[("BLOB_REDIRECTS", "large")]).unwrap();
+        assert_eq!(
+            c.blob_redirects,
+            BlobRedirects::Large(DEFAULT_LARGE_BLOB_BYTES)
+        );
+        let c = config(&[
+            ("BLOB_REDIRECTS", "large"),
+            ("LARGE_BLOB_BYTES", "1000"),
+            (
+                "STORAGE_RELAY",
+                "production.cloudflare.docker.com=https://d1.cloudfront.net/_blobs/cf/",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.blob_redirects, BlobRedirects::Large(1000));
+        assert_eq!(
+            c.storage_relays,
+            vec![StorageRelay {
+                host: "production.cloudflare.docker.com".into(),
+                prefix: "https://d1.cloudfront.net/_blobs/cf".into()
+            }]
+        );
+        assert!(config(&[("STORAGE_RELAY", "x=ftp://y")]).is_err());
+        assert!(config(&[("STORAGE_RELAY", "nohost")]).is_err());
+        assert!(config(&[("BLOB_REDIRECTS", "large"), ("LARGE_BLOB_BYTES", "many")]).is_err());
     }
 }

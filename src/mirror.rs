@@ -935,16 +935,7 @@ impl Mirror {
         }
         let is_blob = matches!(resource.route, Route::Blob { .. });
         if is_blob && self.config.blob_redirects == BlobRedirects::Pass {
-            let mut response = Response::new(Vec::new());
-            *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            response
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            add_api_version(response.headers_mut());
-            return Step::Answer(response, summary);
+            return self.redirect_client(&location, summary);
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
         let registry = &self.config.registries.get(resource.resolved.registry).name;
@@ -964,6 +955,36 @@ impl Mirror {
         }))
     }
 
+    /// A 307 that sends the client to storage, through a `STORAGE_RELAY` when one serves that host.
+    fn redirect_client(&self, location: &str, summary: Summary) -> Step {
+        let location = self.relayed(location);
+        let mut response = Response::new(Vec::new());
+        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        add_api_version(response.headers_mut());
+        Step::Answer(response, summary)
+    }
+
+    fn relayed(&self, location: &str) -> String {
+        let Ok(uri) = location.parse::<http::Uri>() else {
+            return location.to_string();
+        };
+        let authority = uri.authority().map(|a| a.as_str().to_ascii_lowercase());
+        let host = uri.host().map(str::to_ascii_lowercase);
+        for relay in &self.config.storage_relays {
+            if Some(&relay.host) == authority.as_ref() || Some(&relay.host) == host.as_ref() {
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                return format!("{}{path}", relay.prefix);
+            }
+        }
+        location.to_string()
+    }
+
     /// Step 4, for storage's answer.
     fn storage_answered(
         &self,
@@ -975,6 +996,19 @@ impl Mirror {
     ) -> Step {
         let status = head.status;
         if status.is_success() {
+            // Too large to stream in this runtime: the client fetches it from storage itself
+            // (the signed URL needs no credentials), and this response's body is dropped.
+            if let (BlobRedirects::Large(limit), Route::Blob { .. }, &Method::GET) = (
+                self.config.blob_redirects,
+                &resource.route,
+                &resource.method,
+            ) {
+                let length =
+                    header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+                if length.is_none_or(|l| l > limit) {
+                    return self.redirect_client(url, summary);
+                }
+            }
             let mut out = relay_head(status, &head.headers, STORAGE_TO_CLIENT);
             let digest = match &resource.route {
                 Route::Blob { digest, .. } => Some(digest.as_str()),

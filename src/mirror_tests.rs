@@ -888,3 +888,91 @@ fn immutable_content_gets_a_repository_independent_cache_key() {
         Step::Answer(..)
     ));
 }
+
+#[test]
+fn large_blobs_are_redirected_small_ones_streamed() {
+    let m = mirror(&[("BLOB_REDIRECTS", "large"), ("LARGE_BLOB_BYTES", "1000")]);
+    let digest = format!("sha256:{}", "f".repeat(64));
+    let path = format!("/v2/alpine/blobs/{digest}");
+    let storage_url = "http://127.0.0.1:9/blob?X-Amz-Signature=1";
+    for (length, redirected) in [("1000", false), ("1001", true)] {
+        let fetch = expect_fetch(start(&m, &request(Method::GET, &path, &[]), 1));
+        let storage = expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(307, &[("location", storage_url)]),
+            None,
+            at(1),
+        ));
+        let step = m.resume(
+            storage.pending,
+            upstream_head(200, &[("content-length", length)]),
+            None,
+            at(1),
+        );
+        match step {
+            Step::Answer(r, _) if redirected => {
+                assert_eq!(r.status(), 307);
+                assert_eq!(r.headers()[header::LOCATION], storage_url);
+            }
+            Step::Relay(head, _) if !redirected => {
+                assert_eq!(head.headers[header::CONTENT_LENGTH], length)
+            }
+            other => panic!("length {length}: {other:?}"),
+        }
+    }
+    // HEAD answers carry no body: they are always answered by the mirror.
+    let fetch = expect_fetch(start(&m, &request(Method::HEAD, &path, &[]), 1));
+    let storage = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", storage_url)]),
+        None,
+        at(1),
+    ));
+    expect_relay(m.resume(
+        storage.pending,
+        upstream_head(200, &[("content-length", "5000")]),
+        None,
+        at(1),
+    ));
+}
+
+#[test]
+fn storage_redirects_go_through_a_configured_relay() {
+    let m = mirror(&[
+        ("BLOB_REDIRECTS", "pass"),
+        (
+            "STORAGE_RELAY",
+            "production.cloudflare.docker.com=https://d1.cloudfront.net/_blobs/cf",
+        ),
+    ]);
+    let digest = format!("sha256:{}", "f".repeat(64));
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        1,
+    ));
+    let cdn = "https://production.cloudflare.docker.com/registry-v2/x/data?sig=1&e=2";
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", cdn)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(
+        r.headers()[header::LOCATION],
+        "https://d1.cloudfront.net/_blobs/cf/registry-v2/x/data?sig=1&e=2"
+    );
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        1,
+    ));
+    let other = "https://elsewhere.example/x";
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", other)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.headers()[header::LOCATION], other);
+}
