@@ -32,6 +32,8 @@ pub struct Fixture {
     pub token_log: PathBuf,
     pub storage_port: u16,
     pub storage_log: PathBuf,
+    /// moto: S3 for the registry's storage, and Secrets Manager for the Lambda tests.
+    pub moto_port: u16,
     pub images: Images,
     _processes: Vec<Running>,
 }
@@ -183,6 +185,7 @@ fn start() -> Fixture {
         token_log,
         storage_port,
         storage_log,
+        moto_port,
         images,
         _processes: processes,
     }
@@ -278,6 +281,25 @@ impl Fixture {
                     .any(|d| l.contains(d.trim_start_matches("sha256:")))
             })
             .count()
+    }
+
+    /// Creates a secret in moto's Secrets Manager; returns its ARN.
+    pub fn create_secret(&self, name: &str, value: &str) -> String {
+        let body = serde_json::json!({ "Name": name, "SecretString": value }).to_string();
+        let mut curl = Command::new("curl");
+        curl.args(["-sf", "-X", "POST"])
+            .args(["-H", "content-type: application/x-amz-json-1.1"])
+            .args(["-H", "x-amz-target: secretsmanager.CreateSecret"])
+            .args([
+                "-H",
+                "authorization: AWS4-HMAC-SHA256 Credential=fixture/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            ])
+            .arg("--data-binary")
+            .arg(body)
+            .arg(format!("http://127.0.0.1:{}/", self.moto_port));
+        let answer: serde_json::Value =
+            serde_json::from_str(&run(curl)).expect("CreateSecret JSON");
+        answer["ARN"].as_str().expect("an ARN").to_string()
     }
 
     /// A token straight from the upstream token server (not through the mirror).

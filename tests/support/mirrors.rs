@@ -194,6 +194,119 @@ impl Runtime for Viceroy {
     }
 }
 
+/// The Lambda binary under cargo-lambda's emulator (the Lambda Runtime API and function URLs),
+/// behind a stand-in for the function URL's front (`function_url`): a bare host, as dockerd needs. `TOKEN_SECRET` comes from Secrets Manager
+/// (moto) through `TOKEN_SECRET_ARN`, as the SAM template sets it up. Blobs over
+/// `LARGE_BLOB_BYTES` take the redirect path (`BLOB_REDIRECTS=large`, the template's default).
+pub struct LambdaEmulator;
+
+/// Function instances polling the emulator: Lambda runs one request per instance at a time.
+const LAMBDA_INSTANCES: usize = 6;
+
+impl LambdaEmulator {
+    fn cargo_lambda() -> String {
+        if let Ok(path) = std::env::var("CARGO_LAMBDA") {
+            return path;
+        }
+        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/fixture-venv/bin/cargo-lambda");
+        if venv.exists() {
+            return venv.display().to_string();
+        }
+        if let Ok(python) = std::env::var("FIXTURE_PYTHON") {
+            let beside = std::path::Path::new(&python).with_file_name("cargo-lambda");
+            if beside.exists() {
+                return beside.display().to_string();
+            }
+        }
+        panic!("cargo-lambda is missing: scripts/test installs it (PyPI cargo-lambda) into target/fixture-venv");
+    }
+}
+
+impl Runtime for LambdaEmulator {
+    fn name(&self) -> &'static str {
+        "lambda"
+    }
+
+    fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+        let fixture = fixture();
+        let dir = run_dir().join(format!("lambda-{label}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = run_dir().join(format!("mirror-lambda-{label}.log"));
+        let mut processes = Vec::new();
+
+        let emulator_port = process::free_port();
+        let mut emulator = Command::new(Self::cargo_lambda());
+        emulator
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
+            .arg(emulator_port.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let emulator_log = dir.join("emulator.log");
+        processes.push(spawn(
+            &format!("cargo lambda {label}"),
+            emulator,
+            &emulator_log,
+        ));
+        wait_for_port(emulator_port, "cargo lambda watch", &emulator_log);
+
+        let mut env: Vec<(String, String)> = settings
+            .iter()
+            .filter(|(k, _)| k != "TOKEN_SECRET")
+            .cloned()
+            .collect();
+        if !env.iter().any(|(k, _)| k == "BLOB_REDIRECTS") {
+            env.push(("BLOB_REDIRECTS".into(), "large".into()));
+        }
+        if let Some((_, secret)) = settings.iter().find(|(k, _)| k == "TOKEN_SECRET") {
+            let arn = fixture.create_secret(
+                &format!("registry-mirror-{label}-{}", std::process::id()),
+                secret,
+            );
+            env.push(("TOKEN_SECRET_ARN".into(), arn));
+            env.push((
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
+                format!("http://127.0.0.1:{}", fixture.moto_port),
+            ));
+        }
+        for _ in 0..LAMBDA_INSTANCES {
+            let mut function = Command::new(env!("CARGO_BIN_EXE_registry-mirror-lambda"));
+            function
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{emulator_port}/.rt"),
+                )
+                .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+                .env("AWS_ACCESS_KEY_ID", "fixture")
+                .env("AWS_SECRET_ACCESS_KEY", "fixture-secret")
+                .env("AWS_SESSION_TOKEN", "fixture-session")
+                .env("AWS_REGION", "us-east-1")
+                .env("RUST_LOG", "info");
+            for (key, value) in &env {
+                function.env(key, value);
+            }
+            processes.push(spawn(&format!("lambda function {label}"), function, &log));
+        }
+        super::process::wait_for_line(&log, "{", "the Lambda function");
+
+        // The function URL's front: a bare host, repeated headers joined as AWS joins them.
+        let port = super::function_url::start(emulator_port);
+        Mirror {
+            addr: format!("127.0.0.1:{port}"),
+            log,
+            _processes: processes,
+        }
+    }
+}
+
 pub const TOKEN_SECRET: &str = "e2e-token-secret-0123456789abcdef";
 
 /// The settings every mirror in the tests has: Docker Hub is the fixture.

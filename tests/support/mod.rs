@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod fixture;
+pub mod function_url;
 pub mod images;
 pub mod mirrors;
 pub mod process;
@@ -27,6 +28,7 @@ macro_rules! client_suite {
             ctr_uses_the_mirror_from_hosts_toml,
             oci_client_pulls_full_and_short_names,
             push_and_bad_input_get_registry_errors,
+            head_keeps_content_length,
             whitelist_admits_listed_users_with_the_right_password,
             whitelist_refuses_upstream_forged_and_tampered_tokens,
             whitelist_containerd_user_pulls_with_the_oauth_post,

@@ -582,3 +582,59 @@ pub fn second_pull_is_served_from_the_cache(m: &Mirrors) {
         blobs.len()
     );
 }
+
+/// For runtimes that redirect large blobs: the big layer comes as a 307 to storage, the pull is
+/// right, and small blobs still stream through the mirror.
+pub fn big_layers_are_redirected(m: &Mirrors) {
+    let mirror = m.open();
+    assert_same_as_direct(mirror, BIG, &[], None);
+    let blobs = mirror.requests();
+    let blob_lines: Vec<_> = blobs
+        .iter()
+        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
+        .collect();
+    assert!(
+        blob_lines.iter().any(|r| r["status"] == 307),
+        "no blob was redirected: {blob_lines:?}"
+    );
+    assert!(
+        blob_lines.iter().any(|r| r["status"] == 200),
+        "no blob was streamed: {blob_lines:?}"
+    );
+}
+
+/// `HEAD` of a manifest answers its `Content-Length` and `Docker-Content-Digest`, as dockerd and
+/// containerd need (without them dockerd refuses the pull, containerd falls back to `GET`).
+pub fn head_keeps_content_length(m: &Mirrors) {
+    let mirror = m.open();
+    let image = fixture().images.get(V2S2);
+    let raw = raw_manifest(&fixture().registry, V2S2);
+    let token_out = curl(mirror, "/token?scope=repository:alpine:pull", &[]).1;
+    let body = &token_out[token_out.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, out) = curl(
+        mirror,
+        "/v2/alpine/manifests/v2s2",
+        &[
+            "-I",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ],
+    );
+    assert_eq!(status, 200, "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("content-length: {}\r\n", raw.len())),
+        "HEAD lacks the manifest's Content-Length {}: {out}",
+        raw.len()
+    );
+    assert!(
+        lower.contains(&format!("docker-content-digest: {}", image.manifest_digest)),
+        "{out}"
+    );
+}

@@ -1,0 +1,83 @@
+//! A stand-in for the front of an AWS function URL, between clients and cargo-lambda's emulator:
+//! it serves the function at a bare host (the emulator serves it under `/lambda-url/<name>/`, and
+//! dockerd needs a bare host), and it joins repeated request headers with commas, as function URLs
+//! do in their event payload. The emulator keeps only the first of repeated headers, which would
+//! turn the six `Accept` lines of skopeo and dockerd into one. Bodies stream both ways.
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+/// Serves on 127.0.0.1 (a port of its own) in a thread of its own; returns the port.
+pub fn start(emulator_port: u16) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(serve(listener, emulator_port));
+    });
+    port
+}
+
+async fn serve(listener: std::net::TcpListener, emulator_port: u16) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let client = client.clone();
+                async move { forward(&client, emulator_port, request).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    emulator_port: u16,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<reqwest::Body>, std::convert::Infallible> {
+    let (head, body) = request.into_parts();
+    let path = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let url = format!("http://127.0.0.1:{emulator_port}/lambda-url/_{path}");
+    let mut outgoing = client.request(head.method.clone(), url);
+    for name in head.headers.keys() {
+        let joined: Vec<&str> = head
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        outgoing = outgoing.header(name, joined.join(", "));
+    }
+    outgoing = outgoing.header("x-forwarded-proto", "http");
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let response = match outgoing.body(body).send().await {
+        Ok(response) => http::Response::from(response),
+        Err(e) => {
+            let mut response = http::Response::new(reqwest::Body::from(format!("front: {e}")));
+            *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+            response
+        }
+    };
+    Ok(response)
+}
