@@ -22,7 +22,8 @@ pub enum BlobRedirects {
 pub const DEFAULT_LARGE_BLOB_BYTES: u64 = 4 * 1024 * 1024;
 
 /// `STORAGE_RELAY`: storage redirects to `host` are rewritten to `prefix` + the URL's path and
-/// query, for a relay (such as a CloudFront origin) in front of that storage host.
+/// query, for a relay (such as a CloudFront origin) in front of that storage host. A prefix that
+/// is only a path (`/_storage/cloudflare`) is on the mirror's own public address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageRelay {
     pub host: String,
@@ -136,13 +137,15 @@ impl Config {
             if entry.is_empty() {
                 continue;
             }
-            let bad = || format!("STORAGE_RELAY: {entry:?} is not host=https://relay/prefix");
+            let bad = || {
+                format!("STORAGE_RELAY: {entry:?} is not host=https://relay/prefix or host=/prefix")
+            };
             let (host, prefix) = entry.split_once('=').ok_or_else(bad)?;
             let uri: http::Uri = prefix.parse().map_err(|_| bad())?;
-            if !matches!(uri.scheme_str(), Some("http" | "https"))
-                || uri.authority().is_none()
-                || uri.query().is_some()
-            {
+            let absolute =
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
+            let path_only = prefix.starts_with('/') && !prefix.starts_with("//");
+            if !(absolute || path_only) || uri.query().is_some() || host.trim().is_empty() {
                 return Err(bad());
             }
             storage_relays.push(StorageRelay {
@@ -256,6 +259,9 @@ mod tests {
             }]
         );
         assert!(config(&[("STORAGE_RELAY", "x=ftp://y")]).is_err());
+        assert!(config(&[("STORAGE_RELAY", "x=//y/z")]).is_err());
+        let c = config(&[("STORAGE_RELAY", "cdn.example=/_storage/cdn")]).unwrap();
+        assert_eq!(c.storage_relays[0].prefix, "/_storage/cdn");
         assert!(config(&[("STORAGE_RELAY", "nohost")]).is_err());
         assert!(config(&[("BLOB_REDIRECTS", "large"), ("LARGE_BLOB_BYTES", "many")]).is_err());
     }

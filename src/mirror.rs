@@ -935,7 +935,7 @@ impl Mirror {
         }
         let is_blob = matches!(resource.route, Route::Blob { .. });
         if is_blob && self.config.blob_redirects == BlobRedirects::Pass {
-            return self.redirect_client(&location, summary);
+            return self.redirect_client(&location, &resource.origin, summary);
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
         let registry = &self.config.registries.get(resource.resolved.registry).name;
@@ -956,8 +956,8 @@ impl Mirror {
     }
 
     /// A 307 that sends the client to storage, through a `STORAGE_RELAY` when one serves that host.
-    fn redirect_client(&self, location: &str, summary: Summary) -> Step {
-        let location = self.relayed(location);
+    fn redirect_client(&self, location: &str, origin: &Origin, summary: Summary) -> Step {
+        let location = self.relayed(location, origin);
         let mut response = Response::new(Vec::new());
         *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
         if let Ok(value) = HeaderValue::from_str(&location) {
@@ -970,7 +970,7 @@ impl Mirror {
         Step::Answer(response, summary)
     }
 
-    fn relayed(&self, location: &str) -> String {
+    fn relayed(&self, location: &str, origin: &Origin) -> String {
         let Ok(uri) = location.parse::<http::Uri>() else {
             return location.to_string();
         };
@@ -979,6 +979,9 @@ impl Mirror {
         for relay in &self.config.storage_relays {
             if Some(&relay.host) == authority.as_ref() || Some(&relay.host) == host.as_ref() {
                 let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                if relay.prefix.starts_with('/') {
+                    return format!("{}://{}{}{path}", origin.scheme, origin.host, relay.prefix);
+                }
                 return format!("{}{path}", relay.prefix);
             }
         }
@@ -1006,7 +1009,7 @@ impl Mirror {
                 let length =
                     header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
                 if length.is_none_or(|l| l > limit) {
-                    return self.redirect_client(url, summary);
+                    return self.redirect_client(url, &resource.origin, summary);
                 }
             }
             let mut out = relay_head(status, &head.headers, STORAGE_TO_CLIENT);

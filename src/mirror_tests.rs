@@ -976,3 +976,36 @@ fn storage_redirects_go_through_a_configured_relay() {
     ));
     assert_eq!(r.headers()[header::LOCATION], other);
 }
+
+#[test]
+fn a_relay_path_is_on_the_mirrors_own_address() {
+    let m = mirror(&[
+        ("BLOB_REDIRECTS", "pass"),
+        ("TRUST_FORWARDED_HEADERS", "true"),
+        (
+            "STORAGE_RELAY",
+            "production.cloudflare.docker.com=/_storage/cloudflare",
+        ),
+    ]);
+    let digest = format!("sha256:{}", "f".repeat(64));
+    let head = request(
+        Method::GET,
+        &format!("/v2/alpine/blobs/{digest}"),
+        &[
+            ("x-forwarded-host", "d1.cloudfront.net"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    let fetch = expect_fetch(start(&m, &head, 1));
+    let cdn = "https://production.cloudflare.docker.com/registry-v2/x/data?sig=1";
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", cdn)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(
+        r.headers()[header::LOCATION],
+        "https://d1.cloudfront.net/_storage/cloudflare/registry-v2/x/data?sig=1"
+    );
+}

@@ -1,0 +1,174 @@
+//! The deploy files at the top of the repository: `template.yaml` validates with both of AWS's
+//! tools, and `fastly.toml` declares the backends under the names the Fastly binary looks up.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The virtual environment `scripts/install-test-tools` makes for the AWS tools.
+fn aws_tool(name: &str) -> PathBuf {
+    let venv = std::env::var("AWS_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/aws-venv"));
+    let tool = venv.join("bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: scripts/install-test-tools installs the AWS tools (PyPI aws-sam-cli) there",
+        tool.display()
+    );
+    tool
+}
+
+fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().expect("run a validation tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "registry-mirror-deploy-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// cfn-lint on the CloudFormation that aws-sam-translator makes of `template`.
+fn lint_translated(template: &Path, dir: &Path) -> (bool, String) {
+    let translated = dir.join("translated.json");
+    let (ok, out) = run(Command::new(aws_tool("python"))
+        .arg(root().join("tests/deploy/sam_transform.py"))
+        .arg(template)
+        .arg(&translated));
+    assert!(ok, "aws-sam-translator: {out}");
+    run(Command::new(aws_tool("cfn-lint"))
+        .arg("--")
+        .arg(&translated))
+}
+
+#[test]
+fn sam_validate_lint_accepts_the_template() {
+    let (ok, out) = run(Command::new(aws_tool("sam"))
+        .args(["validate", "--lint", "--region", "us-east-1", "-t"])
+        .arg(root().join("template.yaml"))
+        .env("SAM_CLI_TELEMETRY", "0"));
+    assert!(ok, "sam validate --lint: {out}");
+}
+
+#[test]
+fn cfn_lint_accepts_the_translated_template() {
+    let dir = scratch("ok");
+    let (ok, out) = lint_translated(&root().join("template.yaml"), &dir);
+    assert!(ok, "cfn-lint on the translated template: {out}");
+}
+
+/// The check above can fail: a wrong `InvokeMode`, which cfn-lint alone on the SAM template lets
+/// through, is caught on the translation.
+#[test]
+fn cfn_lint_on_the_translation_catches_a_wrong_invoke_mode() {
+    let dir = scratch("bad");
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    assert!(text.contains("InvokeMode: RESPONSE_STREAM\n"));
+    let broken = dir.join("template.yaml");
+    std::fs::write(
+        &broken,
+        text.replace("InvokeMode: RESPONSE_STREAM\n", "InvokeMode: STREAMING\n"),
+    )
+    .unwrap();
+    let (ok, out) = lint_translated(&broken, &dir);
+    assert!(!ok, "cfn-lint accepted InvokeMode: STREAMING:\n{out}");
+    assert!(out.contains("STREAMING"), "{out}");
+}
+
+#[test]
+fn the_template_streams_from_an_arm64_function_url() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    for needle in [
+        "BuildMethod: rust-cargolambda",
+        "Binary: registry-mirror-lambda",
+        "Runtime: provided.al2023",
+        "Architectures: [arm64]",
+        "AuthType: NONE",
+        "InvokeMode: RESPONSE_STREAM",
+        "AWS::SecretsManager::Secret",
+        "GenerateSecretString",
+        "TOKEN_SECRET_ARN: !Ref TokenSecret",
+        "secretsmanager:GetSecretValue",
+    ] {
+        assert!(text.contains(needle), "template.yaml lacks {needle:?}");
+    }
+    assert!(
+        !text.contains("TOKEN_SECRET:"),
+        "the secret's plaintext must not be in the function's configuration"
+    );
+}
+
+/// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`, as src/bin/fastly.rs names backends.
+fn backend_name(host: &str, port: &str) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}_{port}")
+}
+
+#[test]
+fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
+    let text = std::fs::read_to_string(root().join("fastly.toml")).unwrap();
+    let mut backends = Vec::new();
+    let mut current: Option<(String, Option<String>, Option<String>)> = None;
+    for line in text.lines().chain(std::iter::once("[end]")) {
+        let line = line.trim();
+        if line.starts_with('[') {
+            if let Some((name, Some(address), Some(port))) = current.take() {
+                backends.push((name, address, port));
+            }
+            current = line
+                .strip_prefix("[setup.backends.")
+                .and_then(|l| l.strip_suffix(']'))
+                .map(|name| (name.to_string(), None, None));
+        } else if let Some((_, address, port)) = current.as_mut() {
+            if let Some(v) = line.strip_prefix("address = ") {
+                *address = Some(v.trim_matches('"').to_string());
+            } else if let Some(v) = line.strip_prefix("port = ") {
+                *port = Some(v.to_string());
+            }
+        }
+    }
+    let hosts: Vec<&str> = backends.iter().map(|(_, a, _)| a.as_str()).collect();
+    for host in [
+        "registry-1.docker.io",
+        "auth.docker.io",
+        "production.cloudflare.docker.com",
+        "production.cloudfront.docker.com",
+    ] {
+        assert!(
+            hosts.contains(&host),
+            "fastly.toml declares no backend for {host}"
+        );
+    }
+    for (name, address, port) in &backends {
+        assert_eq!(
+            name,
+            &backend_name(address, port),
+            "backend for {address}:{port}"
+        );
+    }
+    assert!(text.contains("registry_mirror_config") && text.contains("registry_mirror_secrets"));
+}
