@@ -97,6 +97,8 @@ mod bench {
             );
         }
 
+        deploy_artifacts();
+
         let (direct, through) =
             runtime.block_on(manifest_latency(&client, &fixture.registry, &mirror.addr));
         println!();
@@ -117,6 +119,53 @@ mod bench {
             percentile(&through, 50.0) - percentile(&direct, 50.0),
             percentile(&through, 99.0) - percentile(&direct, 99.0)
         );
+    }
+
+    /// The Fastly package and the Lambda artifact, as bench/run builds them, and the Lambda
+    /// binary's init time (from `main` to ready, as it logs it; the native release build).
+    fn deploy_artifacts() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let size = |path: &str| {
+            std::fs::metadata(root.join(path))
+                .map(|m| format!("{:.2} MB", m.len() as f64 / 1e6))
+                .unwrap_or_else(|_| format!("not built ({path})"))
+        };
+        let mut init: Vec<f64> = (0..7).map(|_| lambda_init_ms()).collect();
+        init.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!();
+        println!("| artifact | figure |");
+        println!("| --- | --- |");
+        println!(
+            "| Fastly package (bin/main.wasm) | {} |",
+            size("bin/main.wasm")
+        );
+        println!(
+            "| Lambda artifact (arm64 bootstrap) | {} |",
+            size("target/lambda-build/lambda/registry-mirror-lambda/bootstrap")
+        );
+        println!(
+            "| Lambda init, main to ready (7 starts) | median {:.1} ms, max {:.1} ms |",
+            init[init.len() / 2],
+            init[init.len() - 1]
+        );
+    }
+
+    fn lambda_init_ms() -> f64 {
+        // No Runtime API listens there: the function logs its init, then stops.
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_registry-mirror-lambda"))
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("UPSTREAM_DOCKER_IO", "http://127.0.0.1:9")
+            .output()
+            .expect("run the Lambda binary");
+        let log = String::from_utf8_lossy(&output.stderr);
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "registry-mirror-lambda ready")
+            .and_then(|v| v["init_ms"].as_f64())
+            .unwrap_or_else(|| panic!("no init time in the Lambda binary's log: {log}"))
     }
 
     fn build_kind() -> &'static str {

@@ -1,7 +1,8 @@
 //! One log line per request, the same fields in every native runtime: method, route, repository,
 //! upstream, status, bytes, duration and user. Credentials and tokens are never among them.
-//! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` writes JSON lines (for CloudWatch and
-//! other collectors), `text` (the default) plain lines.
+//! `RUST_LOG` sets the level (`error`, `warn`, `info` (the default), `debug`, `trace` or `off`);
+//! `LOG_FORMAT=json` writes JSON lines (for CloudWatch and other collectors), `text` (the
+//! default) plain lines.
 
 use crate::mirror::Summary;
 use http::Method;
@@ -9,11 +10,19 @@ use std::time::Duration;
 
 /// Sets up `tracing` from `RUST_LOG` and `LOG_FORMAT`; logs go to standard error.
 pub fn init(default_format: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A level, not a per-module filter: that keeps a regex engine out of the Lambda package.
+    let level = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match level.trim() {
+        "" => tracing_subscriber::filter::LevelFilter::INFO,
+        other => other
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .map_err(|_| {
+                format!("RUST_LOG: {other:?} is not error, warn, info, debug, trace or off")
+            })?,
+    };
     let format = std::env::var("LOG_FORMAT").unwrap_or_else(|_| default_format.to_string());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     match format.as_str() {
