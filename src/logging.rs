@@ -33,6 +33,14 @@ pub fn init(default_format: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A response's `Content-Length`, the `bytes` of its log line.
+pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The request's line.
 pub fn request_line(
     method: &Method,

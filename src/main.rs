@@ -136,11 +136,7 @@ mod server {
         let (head, body) = request.into_parts();
         let body = read_request_body(body).await;
         let (response, summary) = driver.handle(&head, "http", &body).await;
-        let bytes = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let bytes = logging::content_length(response.headers());
         logging::request_line(
             &head.method,
             response.status().as_u16(),

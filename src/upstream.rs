@@ -86,6 +86,24 @@ pub fn rewrite_link(link: &str, upstream_name: &str, client_name: &str) -> Optio
     Some(format!("</v2/{client_name}/tags/list{rest}"))
 }
 
+/// The name a runtime gives the route to `host:port` (a Fastly backend): the host, lowercase,
+/// with every character but letters and digits as `_`, then the port:
+/// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`. `fastly.toml` declares Docker Hub's
+/// backends under these names.
+pub fn backend_name(host: &str, port: u16) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}_{port}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +165,16 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(
+            backend_name("registry-1.docker.io", 443),
+            "registry_1_docker_io_443"
+        );
+        assert_eq!(backend_name("127.0.0.1", 5000), "127_0_0_1_5000");
+        assert_eq!(backend_name("Auth.Docker.IO", 443), "auth_docker_io_443");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! tools, and `fastly.toml` declares the backends under the names the Fastly binary looks up.
 #![cfg(not(target_arch = "wasm32"))]
 
+use registry_mirror::upstream::backend_name;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -113,21 +114,6 @@ fn the_template_streams_from_an_arm64_function_url() {
     );
 }
 
-/// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`, as src/bin/fastly.rs names backends.
-fn backend_name(host: &str, port: &str) -> String {
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{host}_{port}")
-}
-
 #[test]
 fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
     let text = std::fs::read_to_string(root().join("fastly.toml")).unwrap();
@@ -164,6 +150,7 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
         );
     }
     for (name, address, port) in &backends {
+        let port: u16 = port.parse().expect("a port number");
         assert_eq!(
             name,
             &backend_name(address, port),

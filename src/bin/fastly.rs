@@ -17,6 +17,7 @@ mod edge {
     use fastly::{Backend, Body, ConfigStore, Request, Response, SecretStore};
     use http::{header, Method};
     use registry_mirror::mirror::{FetchError, Incoming, Mirror, Step, Summary, MAX_REQUEST_BODY};
+    use registry_mirror::upstream::backend_name;
     use registry_mirror::Config;
     use std::io::Read;
     use std::time::{Duration, Instant, SystemTime};
@@ -237,21 +238,6 @@ mod edge {
             );
             FetchError::NoBackend
         })
-    }
-
-    /// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`.
-    pub fn backend_name(host: &str, port: u16) -> String {
-        let host: String = host
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{host}_{port}")
     }
 
     /// A cached object as a response: the stored head, and the body unless the client asked HEAD.

@@ -4,6 +4,7 @@
 
 use super::fixture::{fixture, run_dir};
 use super::process::{self, spawn, wait_for_port, Running};
+use registry_mirror::upstream::backend_name;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -106,21 +107,6 @@ impl Viceroy {
         }
         super::process::need("viceroy")
     }
-}
-
-/// `registry-1.docker.io`, 443 → `registry_1_docker_io_443`, as the Fastly binary names backends.
-pub fn backend_name(host: &str, port: u16) -> String {
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{host}_{port}")
 }
 
 fn toml_string(value: &str) -> String {

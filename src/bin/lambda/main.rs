@@ -113,11 +113,7 @@ mod function {
         };
         let (response, summary) = driver.handle(&head, scheme, body).await;
         let status = response.status();
-        let bytes = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let bytes = logging::content_length(response.headers());
         logging::request_line(
             &head.method,
             status.as_u16(),
