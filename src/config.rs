@@ -3,7 +3,7 @@
 //! the names and meanings are the same everywhere.
 
 use crate::auth::Whitelist;
-use crate::registry::{Registries, Registry, UpstreamUrl};
+use crate::registry::{self, Registries, Registry, UpstreamUrl};
 use crate::token::TokenSecret;
 
 /// What the mirror does with an upstream's redirect of a blob to object storage.
@@ -52,11 +52,18 @@ pub struct Config {
     pub blob_redirects: BlobRedirects,
     /// `STORAGE_RELAY`: `host=https://relay/prefix`, comma-separated.
     pub storage_relays: Vec<StorageRelay>,
+    /// `UPSTREAM_SEARCH`: where `/v1/search` goes (Docker Hub's index).
+    pub search_upstream: UpstreamUrl,
 }
+
+/// Docker Hub's search API (the v1 index).
+pub const DOCKER_HUB_SEARCH: &str = "https://index.docker.io";
 
 /// Every setting the core reads, for documentation and for the runtimes' stores.
 pub const SETTINGS: &[&str] = &[
-    "UPSTREAM_DOCKER_IO",
+    "REGISTRIES",
+    "UPSTREAM_<NAME>",
+    "REGISTRY_<NAME>",
     "WHITE_LIST",
     "TOKEN_SECRET",
     "PUBLIC_URL",
@@ -64,6 +71,7 @@ pub const SETTINGS: &[&str] = &[
     "BLOB_REDIRECTS",
     "LARGE_BLOB_BYTES",
     "STORAGE_RELAY",
+    "UPSTREAM_SEARCH",
 ];
 
 impl Config {
@@ -76,13 +84,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
-        let docker_hub = match get("UPSTREAM_DOCKER_IO") {
-            Some(url) => {
-                UpstreamUrl::parse(&url).map_err(|e| format!("UPSTREAM_DOCKER_IO: {e}"))?
-            }
-            None => UpstreamUrl::parse(Registry::DOCKER_HUB_UPSTREAM).expect("a valid URL"),
-        };
-        let registries = Registries::new(vec![Registry::docker_hub(docker_hub)]);
+        let registries = registries(&get)?;
 
         let whitelist = get("WHITE_LIST").and_then(|v| Whitelist::parse(&v));
         // The secret keeps its exact bytes: no trimming.
@@ -162,8 +164,60 @@ impl Config {
             trust_forwarded_headers,
             blob_redirects,
             storage_relays,
+            search_upstream: match get("UPSTREAM_SEARCH") {
+                Some(url) => {
+                    UpstreamUrl::parse(&url).map_err(|e| format!("UPSTREAM_SEARCH: {e}"))?
+                }
+                None => UpstreamUrl::parse(DOCKER_HUB_SEARCH).expect("a valid URL"),
+            },
         })
     }
+}
+
+/// The built-in registries that `REGISTRIES` keeps (default: all), each with its upstream
+/// (`UPSTREAM_<NAME>`) and its own mirror host (`REGISTRY_<...>`), if set.
+fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String> {
+    let wanted: Option<Vec<String>> = get("REGISTRIES").map(|v| {
+        v.split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect()
+    });
+    if let Some(wanted) = &wanted {
+        for name in wanted {
+            if !registry::BUILTIN.iter().any(|b| b.name == name) {
+                let known: Vec<&str> = registry::BUILTIN.iter().map(|b| b.name).collect();
+                return Err(format!(
+                    "REGISTRIES: {name:?} is not one of {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    for builtin in registry::BUILTIN {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| !w.iter().any(|n| n == builtin.name))
+        {
+            continue;
+        }
+        let setting = registry::upstream_setting(builtin.name);
+        let upstream = match get(&setting) {
+            Some(url) => UpstreamUrl::parse(&url).map_err(|e| format!("{setting}: {e}"))?,
+            None => UpstreamUrl::parse(builtin.upstream).expect("built-in URLs are valid"),
+        };
+        entries.push(Registry {
+            name: builtin.name.to_string(),
+            upstream,
+            official_namespace: builtin.official_namespace.map(str::to_string),
+            mirror_host: get(builtin.host_setting).map(|h| h.to_ascii_lowercase()),
+        });
+    }
+    if entries.is_empty() {
+        return Err("REGISTRIES: no registry is left to serve".to_string());
+    }
+    Ok(Registries::new(entries))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -197,6 +251,35 @@ mod tests {
         assert!(c.whitelist.is_none());
         assert_eq!(c.blob_redirects, BlobRedirects::Follow);
         assert!(!c.trust_forwarded_headers);
+    }
+
+    #[test]
+    fn registries_are_chosen_and_overridden() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.registries.len(), 9);
+        let c = config(&[
+            ("REGISTRIES", "docker.io, ghcr.io"),
+            ("UPSTREAM_GHCR_IO", "http://127.0.0.1:5001"),
+            ("REGISTRY_GHCR", "GHCR.Mirror.Example"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = c.registries.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["docker.io", "ghcr.io"]);
+        assert_eq!(
+            c.registries.get(1).upstream.to_string(),
+            "http://127.0.0.1:5001"
+        );
+        assert_eq!(
+            c.registries.get(1).mirror_host.as_deref(),
+            Some("ghcr.mirror.example")
+        );
+        assert!(config(&[("REGISTRIES", "evil.example")])
+            .unwrap_err()
+            .contains("REGISTRIES"));
+        assert!(config(&[("REGISTRIES", " , ")]).is_err());
+        assert!(config(&[("UPSTREAM_QUAY_IO", "nope")])
+            .unwrap_err()
+            .contains("UPSTREAM_QUAY_IO"));
     }
 
     #[test]

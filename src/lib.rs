@@ -13,6 +13,7 @@ pub mod errors;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod logging;
 pub mod mirror;
+pub mod page;
 pub mod reference;
 pub mod registry;
 pub mod route;

@@ -38,6 +38,10 @@ pub const MAX_REQUEST_BODY: usize = 16 * 1024;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The most of an upstream body the mirror reads into memory (challenges and token answers).
 pub const MAX_UPSTREAM_BODY: usize = 256 * 1024;
+/// The longest search query passed to Docker Hub.
+const MAX_SEARCH_QUERY: usize = 256;
+/// Search-answer headers relayed to the client.
+const SEARCH_TO_CLIENT: &[&str] = &["content-type", "content-length"];
 /// How many storage redirects in a row the mirror follows.
 const MAX_REDIRECTS: u8 = 5;
 /// How long a learnt upstream challenge (realm and service) is trusted.
@@ -126,6 +130,8 @@ enum State {
     UpstreamToken(TokenRequest),
     /// Fetched a manifest, blob or tag list from the registry.
     Resource(ResourceRequest),
+    /// Fetched Docker Hub's search.
+    Search,
     /// Followed a redirect to storage (`hops` so far).
     Storage {
         resource: ResourceRequest,
@@ -222,6 +228,17 @@ impl Mirror {
                 summary,
             ),
             Route::Ping => self.ping(incoming, &origin, now, summary),
+            Route::Page => {
+                let query_lang = query_param(head.uri.query(), "lang");
+                let language = crate::page::Language::choose(
+                    query_lang.as_deref(),
+                    header_str(&head.headers, "accept-language"),
+                );
+                let html =
+                    crate::page::render(&self.config, &origin.scheme, &origin.host, language);
+                answer_html(&head.method, html, summary)
+            }
+            Route::Search => self.search(incoming, summary),
             Route::Token => self.token(incoming, origin, now, summary),
             Route::Manifest { .. } | Route::Blob { .. } | Route::Tags { .. } => {
                 self.resource(incoming, route, origin, now, summary)
@@ -250,6 +267,18 @@ impl Mirror {
                 url,
                 hops,
             } => self.storage_answered(resource, &url, hops, head, summary),
+            State::Search if head.status.is_success() => Step::Relay(
+                relay_head(head.status, &head.headers, SEARCH_TO_CLIENT),
+                summary,
+            ),
+            State::Search => answer_error(
+                &Method::GET,
+                RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("Docker Hub's search answered {}", head.status.as_u16()),
+                ),
+                summary,
+            ),
         }
     }
 
@@ -259,6 +288,7 @@ impl Mirror {
         let Pending { state, summary } = pending;
         let what = match &state {
             State::LearnChallenge(_) | State::Resource(_) => "the upstream registry",
+            State::Search => "Docker Hub's search",
             State::UpstreamToken(_) => "the upstream token service",
             State::Storage { .. } => "the upstream blob storage",
         };
@@ -457,7 +487,7 @@ impl Mirror {
             .flat_map(|(_, v)| v.split(' '))
             .filter(|s| !s.is_empty())
         {
-            let Some(rewritten) = self.upstream_scope(scope) else {
+            let Some(rewritten) = self.upstream_scope(scope, &origin.host) else {
                 continue;
             };
             let (index, upstream_scope) = match rewritten {
@@ -474,7 +504,10 @@ impl Mirror {
                 scopes.push(upstream_scope);
             }
         }
-        let registry = registry.unwrap_or(0);
+        // A token for no repository (`docker login`) is for the registry this host serves.
+        let registry = registry
+            .or_else(|| self.config.registries.by_mirror_host(&origin.host))
+            .unwrap_or(0);
         summary.upstream = Some(self.config.registries.get(registry).name.clone());
         // The log names the first repository asked for, in the upstream's terms.
         summary.repository = scopes
@@ -523,7 +556,11 @@ impl Mirror {
 
     /// `repository:<client name>:<actions>` in the upstream's terms, `pull` only (a read-only
     /// mirror asks for nothing more). `None` for scopes of other kinds, which are dropped.
-    fn upstream_scope(&self, scope: &str) -> Option<Result<(usize, String), RegistryError>> {
+    fn upstream_scope(
+        &self,
+        scope: &str,
+        host: &str,
+    ) -> Option<Result<(usize, String), RegistryError>> {
         let rest = scope.strip_prefix("repository:")?;
         let (name, actions) = rest.rsplit_once(':')?;
         if !actions.split(',').any(|a| a == "pull" || a == "*") {
@@ -536,11 +573,18 @@ impl Mirror {
             )
             .with_detail(name.chars().take(300).collect::<String>())));
         }
-        let resolved = self.config.registries.resolve(name);
-        Some(Ok((
-            resolved.registry,
-            format!("repository:{}:pull", resolved.upstream_name),
-        )))
+        Some(
+            self.config
+                .registries
+                .select(host, None, name)
+                .map(|resolved| {
+                    (
+                        resolved.registry,
+                        format!("repository:{}:pull", resolved.upstream_name),
+                    )
+                })
+                .map_err(name_unknown),
+        )
     }
 
     fn cached_challenge(&self, registry: usize, now: u64) -> Option<Challenge> {
@@ -748,6 +792,49 @@ impl Mirror {
         )
     }
 
+    // ---- /v1/search ----
+
+    /// Docker Hub's search, with only `q`, `n` and `page` passed on.
+    fn search(&self, incoming: &Incoming, summary: Summary) -> Step {
+        let query = incoming.head.uri.query().unwrap_or("");
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        let mut has_q = false;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "q" if value.len() <= MAX_SEARCH_QUERY => {
+                    has_q = true;
+                    out.append_pair("q", &value);
+                }
+                "n" | "page" if value.len() <= 4 && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    out.append_pair(&key, &value);
+                }
+                _ => {}
+            }
+        }
+        if !has_q {
+            let e = RegistryError::new(
+                ErrorCode::BadRequest,
+                "search needs q (at most 256 characters)",
+            );
+            return answer_error(&incoming.head.method, e, summary);
+        }
+        let url = self
+            .config
+            .search_upstream
+            .url(&format!("/v1/search?{}", out.finish()));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        Step::Fetch(Box::new(Fetch {
+            request: build_request(Method::GET, &url, headers),
+            read_body: None,
+            cache_key: None,
+            pending: Pending {
+                state: State::Search,
+                summary,
+            },
+        }))
+    }
+
     // ---- Manifests, blobs and tags ----
 
     fn resource(
@@ -760,10 +847,18 @@ impl Mirror {
     ) -> Step {
         let head = incoming.head;
         let name = route.repository().unwrap_or_default().to_string();
-        let resolved = self.config.registries.resolve(&name);
+        let ns = query_param(head.uri.query(), "ns");
+        let resolved = match self
+            .config
+            .registries
+            .select(&origin.host, ns.as_deref(), &name)
+        {
+            Ok(resolved) => resolved,
+            Err(unknown) => return answer_error(&head.method, name_unknown(unknown), summary),
+        };
         let registry = self.config.registries.get(resolved.registry);
         summary.upstream = Some(registry.name.clone());
-        let scope = format!("repository:{name}:pull");
+        let scope = format!("repository:{}:pull", resolved.scope_name);
 
         // Step 2: admit. With WHITE_LIST, only a valid mirror token for this registry opens it.
         let upstream_token = if self.config.whitelist.is_some() {
@@ -873,10 +968,7 @@ impl Mirror {
         match status.as_u16() {
             401 => {
                 self.remember_challenge(resource.resolved.registry, &head.headers, now);
-                let scope = format!(
-                    "repository:{}:pull",
-                    resource.route.repository().unwrap_or_default()
-                );
+                let scope = format!("repository:{}:pull", resource.resolved.scope_name);
                 self.challenge_response(
                     &method,
                     &resource.origin,
@@ -1042,6 +1134,11 @@ impl Mirror {
 
 // ---- Small helpers ----
 
+/// `NAME_UNKNOWN` for a registry no one configured, naming those that are.
+fn name_unknown(unknown: crate::registry::UnknownRegistry) -> RegistryError {
+    RegistryError::new(ErrorCode::NameUnknown, unknown.to_string())
+}
+
 fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -1155,6 +1252,25 @@ fn for_method(method: &Method, mut response: Response<Vec<u8>>) -> Response<Vec<
 
 fn answer_error(method: &Method, error: RegistryError, summary: Summary) -> Step {
     Step::Answer(for_method(method, error.into_response()), summary)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn answer_html(method: &Method, html: String, summary: Summary) -> Step {
+    let mut response = Response::new(html.into_bytes());
+    let length = response.body().len();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Step::Answer(for_method(method, response), summary)
 }
 
 fn answer_json(method: &Method, status: StatusCode, body: Vec<u8>, summary: Summary) -> Step {

@@ -1009,3 +1009,128 @@ fn a_relay_path_is_on_the_mirrors_own_address() {
         "https://d1.cloudfront.net/_storage/cloudflare/registry-v2/x/data?sig=1"
     );
 }
+
+#[test]
+fn registries_by_ns_prefix_and_host_reach_their_own_upstream() {
+    let m = mirror(&[
+        ("UPSTREAM_GHCR_IO", "http://127.0.0.1:5001"),
+        ("REGISTRY_GHCR", "ghcr.mirror.test"),
+    ]);
+    let path_prefix = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/ghcr.io/owner/app/manifests/1", &[]),
+        1,
+    ));
+    let ns = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/owner/app/manifests/1?ns=ghcr.io", &[]),
+        1,
+    ));
+    let mut by_host = request(Method::GET, "/v2/owner/app/manifests/1", &[]);
+    by_host
+        .headers
+        .insert("host", HeaderValue::from_static("ghcr.mirror.test"));
+    let by_host = expect_fetch(start(&m, &by_host, 1));
+    for fetch in [&path_prefix, &ns, &by_host] {
+        assert_eq!(
+            fetch.request.uri().to_string(),
+            "http://127.0.0.1:5001/v2/owner/app/manifests/1"
+        );
+    }
+    // The challenge's scope lets /token find the registry again: the ns request's scope names it.
+    let (r, _) = expect_answer(m.resume(ns.pending, upstream_head(401, &[]), None, at(1)));
+    assert!(r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains(r#"scope="repository:ghcr.io/owner/app:pull""#));
+    let token = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/token?scope=repository:ghcr.io/owner/app:pull",
+            &[],
+        ),
+        1,
+    ));
+    assert_eq!(token.request.uri().to_string(), "http://127.0.0.1:5001/v2/");
+    let mut host_token = request(Method::GET, "/token?scope=repository:owner/app:pull", &[]);
+    host_token
+        .headers
+        .insert("host", HeaderValue::from_static("ghcr.mirror.test"));
+    let host_token = expect_fetch(start(&m, &host_token, 1));
+    assert_eq!(
+        host_token.request.uri().to_string(),
+        "http://127.0.0.1:5001/v2/"
+    );
+    // ns=docker.io is Docker Hub.
+    let hub = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/1?ns=docker.io", &[]),
+        1,
+    ));
+    assert!(hub
+        .request
+        .uri()
+        .to_string()
+        .starts_with("https://registry-1.docker.io/v2/library/alpine/"));
+}
+
+#[test]
+fn unknown_registries_get_name_unknown_without_an_upstream_call() {
+    let m = mirror(&[("REGISTRIES", "docker.io,ghcr.io")]);
+    for path in [
+        "/v2/owner/app/manifests/1?ns=127.0.0.1:8080",
+        "/v2/owner/app/manifests/1?ns=quay.io",
+        "/v2/127.0.0.1/app/manifests/1",
+        "/v2/quay.io/owner/app/manifests/1",
+        "/v2/evil.example/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let (r, _) = expect_answer(start(&m, &request(Method::GET, path, &[]), 1));
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(error_code(&r), "NAME_UNKNOWN", "{path}");
+        let body = String::from_utf8_lossy(r.body()).to_string();
+        assert!(body.contains("docker.io, ghcr.io"), "{body}");
+    }
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/token?scope=repository:quay.io/x:pull", &[]),
+        1,
+    ));
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn a_token_for_one_registry_opens_no_other() {
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        ("UPSTREAM_GHCR_IO", "http://127.0.0.1:5001"),
+    ]);
+    let auth = basic("alice", "pw");
+    let token = token_dance(
+        &m,
+        "/token?scope=repository:alpine:pull",
+        &[("authorization", &auth)],
+        "hub-jwt",
+    );
+    let bearer = format!("Bearer {token}");
+    expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/alpine/manifests/1",
+            &[("authorization", &bearer)],
+        ),
+        1001,
+    ));
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/ghcr.io/owner/app/manifests/1",
+            &[("authorization", &bearer)],
+        ),
+        1001,
+    ));
+    assert_eq!(r.status(), 401);
+}

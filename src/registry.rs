@@ -69,18 +69,95 @@ pub struct Registry {
     pub upstream: UpstreamUrl,
     /// The namespace of single-component names (`alpine` is `library/alpine` on Docker Hub).
     pub official_namespace: Option<String>,
+    /// The mirror host name that serves this registry alone (`REGISTRY_GHCR=ghcr.mirror.example`).
+    pub mirror_host: Option<String>,
+}
+
+/// A registry the mirror knows, as data: its name, where it is, its quirks, and the names of the
+/// settings that override its upstream and give it a host of its own.
+pub struct Builtin {
+    pub name: &'static str,
+    pub upstream: &'static str,
+    pub official_namespace: Option<&'static str>,
+    /// The setting naming the mirror host that serves this registry (the original project's names
+    /// for the first five).
+    pub host_setting: &'static str,
+}
+
+/// The registries built in. `REGISTRIES` picks some of them (default: all).
+pub const BUILTIN: &[Builtin] = &[
+    Builtin {
+        name: "docker.io",
+        upstream: "https://registry-1.docker.io",
+        official_namespace: Some("library"),
+        host_setting: "REGISTRY_DOCKER",
+    },
+    Builtin {
+        name: "ghcr.io",
+        upstream: "https://ghcr.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_GHCR",
+    },
+    Builtin {
+        name: "quay.io",
+        upstream: "https://quay.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_QUAY",
+    },
+    Builtin {
+        name: "gcr.io",
+        upstream: "https://gcr.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_GCR",
+    },
+    Builtin {
+        name: "registry.k8s.io",
+        upstream: "https://registry.k8s.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_K8S_IO",
+    },
+    Builtin {
+        name: "k8s.gcr.io",
+        upstream: "https://k8s.gcr.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_K8S_GCR",
+    },
+    Builtin {
+        name: "nvcr.io",
+        upstream: "https://nvcr.io",
+        official_namespace: None,
+        host_setting: "REGISTRY_NVCR",
+    },
+    Builtin {
+        name: "public.ecr.aws",
+        upstream: "https://public.ecr.aws",
+        official_namespace: None,
+        host_setting: "REGISTRY_ECR_PUBLIC",
+    },
+    Builtin {
+        name: "mcr.microsoft.com",
+        upstream: "https://mcr.microsoft.com",
+        official_namespace: None,
+        host_setting: "REGISTRY_MCR",
+    },
+];
+
+/// `UPSTREAM_<NAME>`: the registry's name upper-cased, `.` and `-` as `_` (`UPSTREAM_GHCR_IO`).
+pub fn upstream_setting(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c == '.' || c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect();
+    format!("UPSTREAM_{name}")
 }
 
 impl Registry {
-    /// Docker Hub: `registry-1.docker.io`, where `alpine` means `library/alpine`.
-    pub fn docker_hub(upstream: UpstreamUrl) -> Registry {
-        Registry {
-            name: "docker.io".to_string(),
-            upstream,
-            official_namespace: Some("library".to_string()),
-        }
-    }
-
     /// The URL of Docker Hub's registry API.
     pub const DOCKER_HUB_UPSTREAM: &'static str = "https://registry-1.docker.io";
 
@@ -101,9 +178,32 @@ pub struct Resolved {
     pub registry: usize,
     /// The name within that registry, as the upstream knows it (`library/alpine`).
     pub upstream_name: String,
+    /// The name that a token scope for it carries, so that the mirror's `/token` finds the same
+    /// registry again: the client's name, with the registry in front when only `ns` chose it.
+    pub scope_name: String,
 }
 
-/// The configured registries; the first is the one names without a registry prefix go to.
+/// Why no registry serves a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRegistry {
+    /// What the request named (an `ns`, a path prefix), or empty when nothing serves plain names.
+    pub asked: String,
+    /// The configured registries, for the message.
+    pub known: Vec<String>,
+}
+
+impl fmt::Display for UnknownRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.asked.is_empty() {
+            write!(f, "no registry serves names without a registry prefix here")?;
+        } else {
+            write!(f, "registry {:?} is not served by this mirror", self.asked)?;
+        }
+        write!(f, "; it serves: {}", self.known.join(", "))
+    }
+}
+
+/// The configured registries.
 #[derive(Debug, Clone)]
 pub struct Registries {
     entries: Vec<Registry>,
@@ -111,7 +211,6 @@ pub struct Registries {
 
 impl Registries {
     pub fn new(entries: Vec<Registry>) -> Registries {
-        assert!(!entries.is_empty(), "at least one registry");
         Registries { entries }
     }
 
@@ -123,21 +222,76 @@ impl Registries {
         self.entries.iter()
     }
 
-    /// Which registry a (grammar-checked) repository name is for. A first component that is a
-    /// configured registry's name selects it (`docker.io/library/alpine`); any other name is the
-    /// default registry's. Names are lookup keys here, never hosts to dial.
-    pub fn resolve(&self, name: &str) -> Resolved {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn by_name(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|r| r.name == name)
+    }
+
+    fn unknown(&self, asked: &str) -> UnknownRegistry {
+        UnknownRegistry {
+            asked: asked.chars().take(100).collect(),
+            known: self.entries.iter().map(|r| r.name.clone()).collect(),
+        }
+    }
+
+    /// The registry whose own mirror host `host` is (`Host` without a port also matches).
+    pub fn by_mirror_host(&self, host: &str) -> Option<usize> {
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        self.entries.iter().position(|r| {
+            r.mirror_host
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(host) || m.eq_ignore_ascii_case(bare))
+        })
+    }
+
+    /// Which registry a (grammar-checked) repository name is for, in this order:
+    /// 1. `ns` (containerd's mirror parameter), when given;
+    /// 2. the request's host, when it is a registry's own mirror host (`REGISTRY_GHCR`);
+    /// 3. a first component that names a registry (`ghcr.io/owner/image`); a first component
+    ///    that looks like a host (it has a `.`, or is `localhost`) but names none is refused;
+    /// 4. otherwise Docker Hub, when it is configured.
+    ///
+    /// Every key is looked up in the table; none is ever a host to dial.
+    pub fn select(
+        &self,
+        host: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Resolved, UnknownRegistry> {
+        let plain = |index: usize, scope_name: String| Resolved {
+            registry: index,
+            upstream_name: self.entries[index].upstream_name(name),
+            scope_name,
+        };
+        if let Some(ns) = ns {
+            let index = self.by_name(ns).ok_or_else(|| self.unknown(ns))?;
+            return Ok(plain(index, format!("{}/{name}", self.entries[index].name)));
+        }
+        if let Some(index) = self.by_mirror_host(host) {
+            return Ok(plain(index, name.to_string()));
+        }
         if let Some((first, rest)) = name.split_once('/') {
-            if let Some(index) = self.entries.iter().position(|r| r.name == first) {
-                return Resolved {
+            if let Some(index) = self.by_name(first) {
+                return Ok(Resolved {
                     registry: index,
                     upstream_name: self.entries[index].upstream_name(rest),
-                };
+                    scope_name: name.to_string(),
+                });
+            }
+            if first.contains('.') || first == "localhost" {
+                return Err(self.unknown(first));
             }
         }
-        Resolved {
-            registry: 0,
-            upstream_name: self.entries[0].upstream_name(name),
+        match self.by_name("docker.io") {
+            Some(index) => Ok(plain(index, name.to_string())),
+            None => Err(self.unknown("")),
         }
     }
 }
@@ -146,10 +300,28 @@ impl Registries {
 mod tests {
     use super::*;
 
-    fn hub() -> Registries {
-        Registries::new(vec![Registry::docker_hub(
-            UpstreamUrl::parse(Registry::DOCKER_HUB_UPSTREAM).unwrap(),
-        )])
+    fn table() -> Registries {
+        let entry = |name: &str, upstream: &str, ns: Option<&str>, host: Option<&str>| Registry {
+            name: name.into(),
+            upstream: UpstreamUrl::parse(upstream).unwrap(),
+            official_namespace: ns.map(str::to_string),
+            mirror_host: host.map(str::to_string),
+        };
+        Registries::new(vec![
+            entry(
+                "docker.io",
+                Registry::DOCKER_HUB_UPSTREAM,
+                Some("library"),
+                None,
+            ),
+            entry(
+                "ghcr.io",
+                "https://ghcr.io",
+                None,
+                Some("ghcr.mirror.example"),
+            ),
+            entry("quay.io", "https://quay.io", None, None),
+        ])
     }
 
     #[test]
@@ -176,22 +348,90 @@ mod tests {
 
     #[test]
     fn docker_hub_names_get_library() {
-        let registries = hub();
-        assert_eq!(registries.resolve("alpine").upstream_name, "library/alpine");
+        let t = table();
+        let r = t.select("m", None, "alpine").unwrap();
         assert_eq!(
-            registries.resolve("library/alpine").upstream_name,
+            (r.registry, r.upstream_name.as_str(), r.scope_name.as_str()),
+            (0, "library/alpine", "alpine")
+        );
+        assert_eq!(
+            t.select("m", None, "library/alpine").unwrap().upstream_name,
             "library/alpine"
         );
         assert_eq!(
-            registries.resolve("bitnami/redis").upstream_name,
+            t.select("m", None, "bitnami/redis").unwrap().upstream_name,
             "bitnami/redis"
         );
-        let prefixed = registries.resolve("docker.io/alpine");
-        assert_eq!(prefixed.registry, 0);
-        assert_eq!(prefixed.upstream_name, "library/alpine");
+        let prefixed = t.select("m", None, "docker.io/alpine").unwrap();
         assert_eq!(
-            registries.resolve("docker.io/bitnami/redis").upstream_name,
-            "bitnami/redis"
+            (prefixed.registry, prefixed.upstream_name.as_str()),
+            (0, "library/alpine")
         );
+    }
+
+    #[test]
+    fn three_ways_to_a_registry() {
+        let t = table();
+        // Path prefix.
+        let r = t.select("m", None, "ghcr.io/owner/image").unwrap();
+        assert_eq!(
+            (r.registry, r.upstream_name.as_str(), r.scope_name.as_str()),
+            (1, "owner/image", "ghcr.io/owner/image")
+        );
+        // containerd's ns: the scope carries the registry, so /token finds it.
+        let r = t.select("m", Some("ghcr.io"), "owner/image").unwrap();
+        assert_eq!(
+            (r.registry, r.upstream_name.as_str(), r.scope_name.as_str()),
+            (1, "owner/image", "ghcr.io/owner/image")
+        );
+        assert_eq!(
+            t.select("m", Some("docker.io"), "alpine")
+                .unwrap()
+                .upstream_name,
+            "library/alpine"
+        );
+        // The registry's own host, with or without a port.
+        for host in ["ghcr.mirror.example", "GHCR.mirror.example:443"] {
+            let r = t.select(host, None, "owner/image").unwrap();
+            assert_eq!(
+                (r.registry, r.upstream_name.as_str(), r.scope_name.as_str()),
+                (1, "owner/image", "owner/image")
+            );
+        }
+        // Single-component names on other registries stay as they are.
+        assert_eq!(t.select("m", None, "quay.io/x").unwrap().upstream_name, "x");
+    }
+
+    #[test]
+    fn unknown_registries_are_refused_by_name() {
+        let t = table();
+        for (ns, name) in [
+            (Some("127.0.0.1"), "x"),
+            (Some("evil.example"), "x"),
+            (None, "127.0.0.1/x/y"),
+            (None, "evil.example/x"),
+            (None, "localhost/x"),
+        ] {
+            let err = t.select("m", ns, name).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("docker.io, ghcr.io, quay.io"), "{message}");
+        }
+        let without_hub = Registries::new(vec![table().get(1).clone()]);
+        assert!(without_hub.select("m", None, "alpine").is_err());
+        assert!(without_hub.select("m", None, "ghcr.io/a/b").is_ok());
+    }
+
+    #[test]
+    fn builtin_settings() {
+        assert_eq!(upstream_setting("ghcr.io"), "UPSTREAM_GHCR_IO");
+        assert_eq!(
+            upstream_setting("public.ecr.aws"),
+            "UPSTREAM_PUBLIC_ECR_AWS"
+        );
+        assert_eq!(upstream_setting("docker.io"), "UPSTREAM_DOCKER_IO");
+        assert_eq!(BUILTIN.len(), 9);
+        for b in BUILTIN {
+            UpstreamUrl::parse(b.upstream).unwrap();
+        }
     }
 }

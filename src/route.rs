@@ -24,6 +24,10 @@ pub enum Route {
     Tags { name: String },
     /// `GET /healthz`: for load balancers.
     Health,
+    /// `GET /`: the page for people.
+    Page,
+    /// `GET /v1/search`: Docker Hub's search, as `docker search mirror/name` calls it.
+    Search,
 }
 
 impl Route {
@@ -36,6 +40,8 @@ impl Route {
             Route::Blob { .. } => "blob",
             Route::Tags { .. } => "tags",
             Route::Health => "health",
+            Route::Page => "page",
+            Route::Search => "search",
         }
     }
 
@@ -85,6 +91,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RegistryError> {
             return method_allowed(&[Method::GET, Method::POST]).map(|_| Route::Token)
         }
         "/healthz" => return method_allowed(&get_head).map(|_| Route::Health),
+        "/" | "/index.html" => return method_allowed(&get_head).map(|_| Route::Page),
+        "/v1/search" => return method_allowed(&get_head).map(|_| Route::Search),
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
@@ -177,6 +185,8 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v2/"), Ok(Route::Ping));
         assert_eq!(route(&Method::HEAD, "/v2"), Ok(Route::Ping));
         assert_eq!(route(&Method::POST, "/token"), Ok(Route::Token));
+        assert_eq!(route(&Method::GET, "/"), Ok(Route::Page));
+        assert_eq!(route(&Method::GET, "/v1/search"), Ok(Route::Search));
         assert_eq!(
             route(&Method::HEAD, "/v2/library/alpine/manifests/3.19"),
             Ok(Route::Manifest {
