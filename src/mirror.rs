@@ -19,7 +19,7 @@ use crate::auth::{self, Authorization, BasicCredentials, Challenge};
 use crate::config::{BlobRedirects, Config};
 use crate::errors::{ErrorCode, RegistryError};
 use crate::reference::{is_valid_name, Reference};
-use crate::registry::Resolved;
+use crate::registry::{Resolved, SelectError};
 use crate::route::{self, Route, MAX_URL_LEN};
 use crate::token::{self, MirrorToken, UpstreamToken};
 use crate::upstream::{
@@ -479,35 +479,38 @@ impl Mirror {
         summary.user = credentials.as_ref().map(|c| c.user.clone());
 
         // Scopes: `scope` may repeat, and each may hold several, space-separated.
-        let mut registry = None;
-        let mut scopes = Vec::new();
-        for scope in params
+        let names: Vec<&str> = match params
             .iter()
             .filter(|(k, _)| k == "scope")
             .flat_map(|(_, v)| v.split(' '))
-            .filter(|s| !s.is_empty())
+            .filter_map(pull_scope_name)
+            .collect::<Result<Vec<_>, _>>()
         {
-            let Some(rewritten) = self.upstream_scope(scope, &origin.host) else {
-                continue;
-            };
-            let (index, upstream_scope) = match rewritten {
-                Ok(r) => r,
-                Err(e) => return answer_error(method, e, summary),
-            };
-            if registry.is_some_and(|r| r != index) {
+            Ok(names) => names,
+            Err(e) => return answer_error(method, e, summary),
+        };
+        let (registry, upstream_names) = match self
+            .config
+            .registries
+            .select_for_token(&origin.host, &names)
+        {
+            Ok(selected) => selected,
+            Err(SelectError::Unknown(unknown)) => {
+                return answer_error(method, name_unknown(unknown), summary)
+            }
+            Err(SelectError::Several) => {
                 let e =
                     RegistryError::new(ErrorCode::BadRequest, "scopes for more than one registry");
                 return answer_error(method, e, summary);
             }
-            registry = Some(index);
-            if !scopes.contains(&upstream_scope) {
-                scopes.push(upstream_scope);
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        for name in upstream_names {
+            let scope = format!("repository:{name}:pull");
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
             }
         }
-        // A token for no repository (`docker login`) is for the registry this host serves.
-        let registry = registry
-            .or_else(|| self.config.registries.by_mirror_host(&origin.host))
-            .unwrap_or(0);
         summary.upstream = Some(self.config.registries.get(registry).name.clone());
         // The log names the first repository asked for, in the upstream's terms.
         summary.repository = scopes
@@ -552,39 +555,6 @@ impl Mirror {
             Some(challenge) => self.fetch_upstream_token(request, &challenge, summary),
             None => self.fetch_challenge(request, summary),
         }
-    }
-
-    /// `repository:<client name>:<actions>` in the upstream's terms, `pull` only (a read-only
-    /// mirror asks for nothing more). `None` for scopes of other kinds, which are dropped.
-    fn upstream_scope(
-        &self,
-        scope: &str,
-        host: &str,
-    ) -> Option<Result<(usize, String), RegistryError>> {
-        let rest = scope.strip_prefix("repository:")?;
-        let (name, actions) = rest.rsplit_once(':')?;
-        if !actions.split(',').any(|a| a == "pull" || a == "*") {
-            return None;
-        }
-        if !is_valid_name(name) {
-            return Some(Err(RegistryError::new(
-                ErrorCode::NameInvalid,
-                "invalid repository name in scope",
-            )
-            .with_detail(name.chars().take(300).collect::<String>())));
-        }
-        Some(
-            self.config
-                .registries
-                .select(host, None, name)
-                .map(|resolved| {
-                    (
-                        resolved.registry,
-                        format!("repository:{}:pull", resolved.upstream_name),
-                    )
-                })
-                .map_err(name_unknown),
-        )
     }
 
     fn cached_challenge(&self, registry: usize, now: u64) -> Option<Challenge> {
@@ -1133,6 +1103,24 @@ impl Mirror {
 }
 
 // ---- Small helpers ----
+
+/// The repository name of a `repository:<name>:<actions>` scope that asks to pull (a read-only
+/// mirror asks the upstream for nothing more); `None` for other scopes, which are dropped.
+fn pull_scope_name(scope: &str) -> Option<Result<&str, RegistryError>> {
+    let rest = scope.strip_prefix("repository:")?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    if !actions.split(',').any(|a| a == "pull" || a == "*") {
+        return None;
+    }
+    if !is_valid_name(name) {
+        return Some(Err(RegistryError::new(
+            ErrorCode::NameInvalid,
+            "invalid repository name in scope",
+        )
+        .with_detail(name.chars().take(300).collect::<String>())));
+    }
+    Some(Ok(name))
+}
 
 /// `NAME_UNKNOWN` for a registry no one configured, naming those that are.
 fn name_unknown(unknown: crate::registry::UnknownRegistry) -> RegistryError {

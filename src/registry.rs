@@ -203,6 +203,14 @@ impl fmt::Display for UnknownRegistry {
     }
 }
 
+/// Why a token request's scopes select no single registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    Unknown(UnknownRegistry),
+    /// Scopes that name two registries.
+    Several,
+}
+
 /// The configured registries.
 #[derive(Debug, Clone)]
 pub struct Registries {
@@ -251,8 +259,63 @@ impl Registries {
         })
     }
 
+    /// A name that starts with a registry (`ghcr.io/owner/image`): that registry and the rest.
+    /// `Some(Err)` for a first component that looks like a host (it has a `.`, or is `localhost`)
+    /// but names no configured registry; `None` for a plain name.
+    pub fn explicit<'n>(&self, name: &'n str) -> Option<Result<(usize, &'n str), UnknownRegistry>> {
+        let (first, rest) = name.split_once('/')?;
+        match self.by_name(first) {
+            Some(index) => Some(Ok((index, rest))),
+            None if first.contains('.') || first == "localhost" => Some(Err(self.unknown(first))),
+            None => None,
+        }
+    }
+
+    /// The registry of a token request, and each scope's name as that upstream knows it. The
+    /// scopes the mirror's challenges carry name the registry (`ghcr.io/owner/image`) unless the
+    /// host chose it; clients may add plain ones of their own (containerd adds `owner/image`),
+    /// which are names in the same registry.
+    pub fn select_for_token(
+        &self,
+        host: &str,
+        names: &[&str],
+    ) -> Result<(usize, Vec<String>), SelectError> {
+        let mut chosen = None;
+        for name in names {
+            if let Some(explicit) = self.explicit(name) {
+                let (index, _) = explicit.map_err(SelectError::Unknown)?;
+                if chosen.is_some_and(|c| c != index) {
+                    return Err(SelectError::Several);
+                }
+                chosen = Some(index);
+            }
+        }
+        let registry = match chosen.or_else(|| self.by_mirror_host(host)) {
+            Some(index) => index,
+            None => match names.first() {
+                Some(name) => {
+                    self.select(host, None, name)
+                        .map_err(SelectError::Unknown)?
+                        .registry
+                }
+                // `docker login`, with no repository: Docker Hub, or the first registry.
+                None => self.by_name("docker.io").unwrap_or(0),
+            },
+        };
+        let entry = &self.entries[registry];
+        let upstream_names = names
+            .iter()
+            .map(|name| match self.explicit(name) {
+                Some(Ok((_, rest))) => entry.upstream_name(rest),
+                _ => entry.upstream_name(name),
+            })
+            .collect();
+        Ok((registry, upstream_names))
+    }
+
     /// Which registry a (grammar-checked) repository name is for, in this order:
-    /// 1. `ns` (containerd's mirror parameter), when given;
+    /// 1. `ns` (containerd's mirror parameter), when given; a registry prefix in the name still
+    ///    wins, as containerd sends `ns` with `override_path` paths too;
     /// 2. the request's host, when it is a registry's own mirror host (`REGISTRY_GHCR`);
     /// 3. a first component that names a registry (`ghcr.io/owner/image`); a first component
     ///    that looks like a host (it has a `.`, or is `localhost`) but names none is refused;
@@ -270,24 +333,25 @@ impl Registries {
             upstream_name: self.entries[index].upstream_name(name),
             scope_name,
         };
+        let prefixed = |index: usize, rest: &str| Resolved {
+            registry: index,
+            upstream_name: self.entries[index].upstream_name(rest),
+            scope_name: name.to_string(),
+        };
         if let Some(ns) = ns {
             let index = self.by_name(ns).ok_or_else(|| self.unknown(ns))?;
+            // containerd sends ns with override_path too: a registry prefix in the path wins.
+            if let Some(Ok((named, rest))) = self.explicit(name) {
+                return Ok(prefixed(named, rest));
+            }
             return Ok(plain(index, format!("{}/{name}", self.entries[index].name)));
         }
         if let Some(index) = self.by_mirror_host(host) {
             return Ok(plain(index, name.to_string()));
         }
-        if let Some((first, rest)) = name.split_once('/') {
-            if let Some(index) = self.by_name(first) {
-                return Ok(Resolved {
-                    registry: index,
-                    upstream_name: self.entries[index].upstream_name(rest),
-                    scope_name: name.to_string(),
-                });
-            }
-            if first.contains('.') || first == "localhost" {
-                return Err(self.unknown(first));
-            }
+        if let Some(explicit) = self.explicit(name) {
+            let (index, rest) = explicit?;
+            return Ok(prefixed(index, rest));
         }
         match self.by_name("docker.io") {
             Some(index) => Ok(plain(index, name.to_string())),
@@ -419,6 +483,37 @@ mod tests {
         let without_hub = Registries::new(vec![table().get(1).clone()]);
         assert!(without_hub.select("m", None, "alpine").is_err());
         assert!(without_hub.select("m", None, "ghcr.io/a/b").is_ok());
+    }
+
+    #[test]
+    fn token_scopes_pick_one_registry() {
+        let t = table();
+        // containerd adds its own plain scope beside the challenge's prefixed one.
+        assert_eq!(
+            t.select_for_token("m", &["ghcr.io/owner/app", "owner/app"]),
+            Ok((1, vec!["owner/app".to_string(), "owner/app".to_string()]))
+        );
+        assert_eq!(
+            t.select_for_token("m", &["alpine"]),
+            Ok((0, vec!["library/alpine".to_string()]))
+        );
+        assert_eq!(
+            t.select_for_token("ghcr.mirror.example", &["owner/app"]),
+            Ok((1, vec!["owner/app".to_string()]))
+        );
+        assert_eq!(t.select_for_token("m", &[]), Ok((0, vec![])));
+        assert_eq!(
+            t.select_for_token("ghcr.mirror.example", &[]),
+            Ok((1, vec![]))
+        );
+        assert_eq!(
+            t.select_for_token("m", &["ghcr.io/a/b", "quay.io/c"]),
+            Err(SelectError::Several)
+        );
+        assert!(matches!(
+            t.select_for_token("m", &["evil.example/a"]),
+            Err(SelectError::Unknown(_))
+        ));
     }
 
     #[test]

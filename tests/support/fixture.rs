@@ -22,12 +22,15 @@ pub const BOB: (&str, &str) = ("bob", "bob-password");
 pub const CAROL: (&str, &str) = ("carol", "carol-password");
 pub const PUSHER: (&str, &str) = ("pusher", "pusher-password");
 pub const SERVICE: &str = "fixture-registry";
+pub const GHCR_SERVICE: &str = "fixture-ghcr";
 
 pub struct Fixture {
     /// Where every file of this test binary's run lives.
     pub dir: PathBuf,
-    /// `127.0.0.1:port` of the registry.
+    /// `127.0.0.1:port` of the registry standing in for Docker Hub.
     pub registry: String,
+    /// `127.0.0.1:port` of the registry standing in for ghcr.io.
+    pub ghcr: String,
     pub token_port: u16,
     pub token_log: PathBuf,
     pub storage_port: u16,
@@ -157,30 +160,21 @@ fn start() -> Fixture {
         .parse()
         .expect("a port");
 
-    // The registry.
-    let registry_port = process::free_port();
-    let registry_conf = dir.join("registry.yml");
-    std::fs::write(
-        &registry_conf,
-        registry_conf_text(registry_port, storage_port, token_port, &cert),
-    )
-    .unwrap();
-    let registry_log = dir.join("registry.log");
-    let mut registry = Command::new(need("docker-registry"));
-    // distribution's S3 driver panics at start when AWS_CA_BUNDLE is set.
-    registry
-        .arg("serve")
-        .arg(&registry_conf)
-        .env_remove("AWS_CA_BUNDLE");
-    processes.push(spawn("registry", registry, &registry_log));
-    wait_for_port(registry_port, "docker-registry", &registry_log);
-    let registry = format!("127.0.0.1:{registry_port}");
+    // The registry standing in for Docker Hub, and a second one standing in for ghcr.io, each
+    // with its own service name at the same token server and its own root in the same bucket.
+    let (registry, running) =
+        start_registry(&dir, "docker-hub", SERVICE, storage_port, token_port, &cert);
+    processes.push(running);
+    let (ghcr, running) =
+        start_registry(&dir, "ghcr", GHCR_SERVICE, storage_port, token_port, &cert);
+    processes.push(running);
 
-    let images = images::build_and_push(&dir.join("images"), &registry);
+    let images = images::build_and_push(&dir.join("images"), &registry, &ghcr);
 
     Fixture {
         dir,
         registry,
+        ghcr,
         token_port,
         token_log,
         storage_port,
@@ -189,6 +183,31 @@ fn start() -> Fixture {
         images,
         _processes: processes,
     }
+}
+
+/// Starts CNCF distribution with token auth and S3 storage under `/<label>` in the bucket.
+fn start_registry(
+    dir: &Path,
+    label: &str,
+    service: &str,
+    storage_port: u16,
+    token_port: u16,
+    cert: &Path,
+) -> (String, Running) {
+    let port = process::free_port();
+    let conf = dir.join(format!("registry-{label}.yml"));
+    std::fs::write(
+        &conf,
+        registry_conf_text(port, storage_port, token_port, cert, service, label),
+    )
+    .unwrap();
+    let log = dir.join(format!("registry-{label}.log"));
+    let mut registry = Command::new(need("docker-registry"));
+    // distribution's S3 driver panics at start when AWS_CA_BUNDLE is set.
+    registry.arg("serve").arg(&conf).env_remove("AWS_CA_BUNDLE");
+    let running = spawn(&format!("registry {label}"), registry, &log);
+    wait_for_port(port, "docker-registry", &log);
+    (format!("127.0.0.1:{port}"), running)
 }
 
 fn storage_front_conf(dir: &Path, port: u16, moto_port: u16) -> String {
@@ -228,7 +247,14 @@ http {{
     )
 }
 
-fn registry_conf_text(port: u16, storage_port: u16, token_port: u16, cert: &Path) -> String {
+fn registry_conf_text(
+    port: u16,
+    storage_port: u16,
+    token_port: u16,
+    cert: &Path,
+    service: &str,
+    root: &str,
+) -> String {
     format!(
         r#"version: 0.1
 log:
@@ -242,7 +268,7 @@ storage:
     bucket: registry
     secure: false
     v4auth: true
-    rootdirectory: /registry
+    rootdirectory: /{root}
   redirect:
     disable: false
   cache:
@@ -252,7 +278,7 @@ http:
 auth:
   token:
     realm: http://127.0.0.1:{token_port}/token
-    service: {SERVICE}
+    service: {service}
     issuer: fixture-issuer
     rootcertbundle: {}
 "#,

@@ -44,6 +44,8 @@ pub const DOCKER_LIST: &str = "library/multi:docker-list";
 pub const NAMESPACED: &str = "team/app:1.0";
 pub const PRIVATE: &str = "private/secret:1";
 pub const BIG: &str = "library/big:latest";
+/// On the registry standing in for ghcr.io; `Images::get("ghcr.io/owner/app:1.0")` describes it.
+pub const GHCR_APP: &str = "owner/app:1.0";
 /// The big image's layer is at least this large.
 pub const BIG_LAYER: usize = 64 * 1024 * 1024;
 
@@ -205,7 +207,7 @@ fn describe(registry: &str, reference: &str) -> Image {
     }
 }
 
-pub fn build_and_push(dir: &Path, registry: &str) -> Images {
+pub fn build_and_push(dir: &Path, registry: &str, ghcr: &str) -> Images {
     std::fs::create_dir_all(dir).unwrap();
     umoci(&["init", "--layout", "oci"], dir);
     umoci(&["new", "--image", "oci:base"], dir);
@@ -242,6 +244,15 @@ pub fn build_and_push(dir: &Path, registry: &str) -> Images {
         "amd64",
         &[("big.bin", random_bytes(BIG_LAYER + 4096))],
     );
+    make_image(
+        dir,
+        "ghcr-app",
+        "amd64",
+        &[
+            ("app.txt", b"from the ghcr.io stand-in\n".to_vec()),
+            ("data.bin", random_bytes(512 << 10)),
+        ],
+    );
     make_index(
         dir,
         "multi",
@@ -263,10 +274,14 @@ pub fn build_and_push(dir: &Path, registry: &str) -> Images {
         &["--all", "--format", "v2s2"],
     );
 
-    let by_reference = [OCI, V2S2, NAMESPACED, PRIVATE, BIG, OCI_INDEX, DOCKER_LIST]
-        .iter()
-        .map(|r| (r.to_string(), describe(registry, r)))
-        .collect();
+    push(dir, ghcr, "ghcr-app", GHCR_APP, v2s2);
+
+    let mut by_reference: BTreeMap<String, Image> =
+        [OCI, V2S2, NAMESPACED, PRIVATE, BIG, OCI_INDEX, DOCKER_LIST]
+            .iter()
+            .map(|r| (r.to_string(), describe(registry, r)))
+            .collect();
+    by_reference.insert(format!("ghcr.io/{GHCR_APP}"), describe(ghcr, GHCR_APP));
     let images = Images { by_reference };
     let list = raw_manifest(registry, DOCKER_LIST);
     assert!(

@@ -124,17 +124,17 @@ impl Runtime for Viceroy {
         let addr = format!("127.0.0.1:{port}");
         let dir = run_dir().join(format!("viceroy-{label}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let registry_port: u16 = fixture
-            .registry
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let port_of = |addr: &str| -> u16 { addr.rsplit(':').next().unwrap().parse().unwrap() };
+        let (registry_port, ghcr_port) = (port_of(&fixture.registry), port_of(&fixture.ghcr));
         let mut toml = String::from(
             "manifest_version = 3\nname = \"registry-mirror-test\"\nlanguage = \"other\"\n\n",
         );
-        for backend_port in [registry_port, fixture.token_port, fixture.storage_port] {
+        for backend_port in [
+            registry_port,
+            ghcr_port,
+            fixture.token_port,
+            fixture.storage_port,
+        ] {
             toml.push_str(&format!(
                 "[local_server.backends.{}]\nurl = \"http://127.0.0.1:{backend_port}\"\n\n",
                 backend_name("127.0.0.1", backend_port)
@@ -295,12 +295,28 @@ impl Runtime for LambdaEmulator {
 
 pub const TOKEN_SECRET: &str = "e2e-token-secret-0123456789abcdef";
 
-/// The settings every mirror in the tests has: Docker Hub is the fixture.
+/// The mirror host name that serves the ghcr.io stand-in alone (`REGISTRY_GHCR`).
+pub const GHCR_HOST: &str = "ghcr.localtest";
+
+/// The settings every mirror in the tests has: Docker Hub and ghcr.io are the fixture's
+/// registries, and search is the fixture's.
 fn base_settings() -> Vec<(String, String)> {
-    vec![(
-        "UPSTREAM_DOCKER_IO".to_string(),
-        format!("http://{}", fixture().registry),
-    )]
+    let fixture = fixture();
+    vec![
+        (
+            "UPSTREAM_DOCKER_IO".to_string(),
+            format!("http://{}", fixture.registry),
+        ),
+        (
+            "UPSTREAM_GHCR_IO".to_string(),
+            format!("http://{}", fixture.ghcr),
+        ),
+        ("REGISTRY_GHCR".to_string(), GHCR_HOST.to_string()),
+        (
+            "UPSTREAM_SEARCH".to_string(),
+            format!("http://127.0.0.1:{}", fixture.token_port),
+        ),
+    ]
 }
 
 fn with(extra: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -35,6 +35,12 @@ macro_rules! client_suite {
             whitelist_docker_login_and_pulls,
             whitelist_dockerd_short_names_use_docker_hub_credentials,
             secrets_never_reach_the_log,
+            second_registry_by_path_prefix,
+            second_registry_through_podman_and_containerd_mirrors,
+            second_registry_by_its_own_host,
+            unknown_registries_are_never_dialled,
+            docker_search_goes_through_the_mirror,
+            the_page_works_in_a_browser,
         );
     };
     (@cases $($case:ident),* $(,)?) => {
