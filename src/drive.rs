@@ -92,6 +92,9 @@ impl Driver {
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::Fetch(fetch) => {
+                    if !fetch.delay.is_zero() {
+                        tokio::time::sleep(fetch.delay).await;
+                    }
                     let limit = fetch.read_body;
                     match self.fetch(fetch.request, limit).await {
                         Ok((head, small_body, stream)) => {

@@ -29,7 +29,7 @@ use http::{
     header, request, response, HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
 };
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The most request body the mirror reads (a `POST /token` form); adapters read at most one byte
 /// more, so that the mirror can tell a larger body.
@@ -83,6 +83,8 @@ pub struct Fetch {
     /// instead of fetching, and store a successful `GET` answer. Only requests the mirror has
     /// admitted get one, so the whitelist holds for cache hits too.
     pub cache_key: Option<String>,
+    /// Wait this long before sending: a retry's backoff (zero on a first attempt).
+    pub delay: Duration,
     pub pending: Pending,
 }
 
@@ -113,6 +115,21 @@ pub struct Summary {
 pub struct Pending {
     state: State,
     summary: Summary,
+    /// Which attempt the fetch was (1 for the first).
+    attempt: u32,
+    /// What to send again if it is retried.
+    resend: Resend,
+}
+
+/// A copy of a fetch, for its retries (all the mirror's upstream requests are GET or HEAD, so
+/// sending one again is safe).
+#[derive(Debug, Clone)]
+struct Resend {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    read_body: Option<usize>,
+    cache_key: Option<String>,
 }
 
 impl Pending {
@@ -255,7 +272,16 @@ impl Mirror {
         now: SystemTime,
     ) -> Step {
         let now = unix_seconds(now);
-        let Pending { state, summary } = pending;
+        // A gateway error may pass: send the same request again, a bounded number of times.
+        let pending = if matches!(head.status.as_u16(), 502..=504) {
+            match retry(pending) {
+                Ok(step) => return step,
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        let Pending { state, summary, .. } = pending;
         match state {
             State::LearnChallenge(request) => self.challenge_learnt(request, head, now, summary),
             State::UpstreamToken(request) => {
@@ -285,7 +311,16 @@ impl Mirror {
     /// The next step when an upstream request failed without a response: the registry's
     /// `UNAVAILABLE`, answered at once.
     pub fn fail(&self, pending: Pending, error: FetchError) -> Step {
-        let Pending { state, summary } = pending;
+        // A refused or broken connection may be passing; a timeout has used the time already.
+        let pending = if matches!(error, FetchError::Connect | FetchError::Other) {
+            match retry(pending) {
+                Ok(step) => return step,
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        let Pending { state, summary, .. } = pending;
         let what = match &state {
             State::LearnChallenge(_) | State::Resource(_) => "the upstream registry",
             State::Search => "Docker Hub's search",
@@ -600,15 +635,13 @@ impl Mirror {
             .get(request.registry)
             .upstream
             .url("/v2/");
-        Step::Fetch(Box::new(Fetch {
-            request: build_request(Method::GET, &url, HeaderMap::new()),
-            read_body: Some(MAX_UPSTREAM_BODY),
-            cache_key: None,
-            pending: Pending {
-                state: State::LearnChallenge(request),
-                summary,
-            },
-        }))
+        fetch_step(
+            build_request(Method::GET, &url, HeaderMap::new()),
+            Some(MAX_UPSTREAM_BODY),
+            None,
+            State::LearnChallenge(request),
+            summary,
+        )
     }
 
     fn challenge_learnt(
@@ -681,15 +714,13 @@ impl Mirror {
                 headers.insert(header::AUTHORIZATION, value);
             }
         }
-        Step::Fetch(Box::new(Fetch {
-            request: build_request(Method::GET, &url, headers),
-            read_body: Some(MAX_UPSTREAM_BODY),
-            cache_key: None,
-            pending: Pending {
-                state: State::UpstreamToken(request),
-                summary,
-            },
-        }))
+        fetch_step(
+            build_request(Method::GET, &url, headers),
+            Some(MAX_UPSTREAM_BODY),
+            None,
+            State::UpstreamToken(request),
+            summary,
+        )
     }
 
     fn upstream_token_answered(
@@ -794,15 +825,13 @@ impl Mirror {
             .url(&format!("/v1/search?{}", out.finish()));
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        Step::Fetch(Box::new(Fetch {
-            request: build_request(Method::GET, &url, headers),
-            read_body: None,
-            cache_key: None,
-            pending: Pending {
-                state: State::Search,
-                summary,
-            },
-        }))
+        fetch_step(
+            build_request(Method::GET, &url, headers),
+            None,
+            None,
+            State::Search,
+            summary,
+        )
     }
 
     // ---- Manifests, blobs and tags ----
@@ -884,21 +913,20 @@ impl Mirror {
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
         let cache_key = cache_key(&registry.name, &route, &head.headers);
-        Step::Fetch(Box::new(Fetch {
-            request: build_request(head.method.clone(), &url, headers),
-            read_body: None,
+        let state = State::Resource(ResourceRequest {
+            route,
+            resolved,
+            method: head.method.clone(),
+            storage_headers,
+            origin,
+        });
+        fetch_step(
+            build_request(head.method.clone(), &url, headers),
+            None,
             cache_key,
-            pending: Pending {
-                state: State::Resource(ResourceRequest {
-                    route,
-                    resolved,
-                    method: head.method.clone(),
-                    storage_headers,
-                    origin,
-                }),
-                summary,
-            },
-        }))
+            state,
+            summary,
+        )
     }
 
     /// Step 4, for the registry's answer.
@@ -1002,19 +1030,17 @@ impl Mirror {
         let request = build_request(method, &location, resource.storage_headers.clone());
         let registry = &self.config.registries.get(resource.resolved.registry).name;
         let cache_key = cache_key(registry, &resource.route, &resource.storage_headers);
-        Step::Fetch(Box::new(Fetch {
+        fetch_step(
             request,
-            read_body: None,
+            None,
             cache_key,
-            pending: Pending {
-                state: State::Storage {
-                    resource,
-                    url: location,
-                    hops: hops + 1,
-                },
-                summary,
+            State::Storage {
+                resource,
+                url: location,
+                hops: hops + 1,
             },
-        }))
+            summary,
+        )
     }
 
     /// A 307 that sends the client to storage, through a `STORAGE_RELAY` when one serves that host.
@@ -1100,6 +1126,67 @@ impl Mirror {
             summary,
         )
     }
+}
+
+// ---- Fetches and their retries ----
+
+/// How many times the mirror sends one upstream request, at most.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The pause before attempt `n + 1`: 100 ms, then 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 4u64.pow(attempt.saturating_sub(1)))
+}
+
+/// A first attempt at an upstream request.
+fn fetch_step(
+    request: Request<Vec<u8>>,
+    read_body: Option<usize>,
+    cache_key: Option<String>,
+    state: State,
+    summary: Summary,
+) -> Step {
+    let resend = Resend {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: request.headers().clone(),
+        read_body,
+        cache_key: cache_key.clone(),
+    };
+    Step::Fetch(Box::new(Fetch {
+        request,
+        read_body,
+        cache_key,
+        delay: Duration::ZERO,
+        pending: Pending {
+            state,
+            summary,
+            attempt: 1,
+            resend,
+        },
+    }))
+}
+
+/// The same request again after a pause, while attempts remain; the pending state back if not.
+fn retry(pending: Pending) -> Result<Step, Box<Pending>> {
+    if pending.attempt >= MAX_ATTEMPTS {
+        return Err(Box::new(pending));
+    }
+    let resend = pending.resend.clone();
+    let mut request = Request::new(Vec::new());
+    *request.method_mut() = resend.method;
+    *request.uri_mut() = resend.uri;
+    *request.headers_mut() = resend.headers;
+    Ok(Step::Fetch(Box::new(Fetch {
+        request,
+        read_body: resend.read_body,
+        cache_key: resend.cache_key,
+        delay: backoff(pending.attempt),
+        pending: Pending {
+            attempt: pending.attempt + 1,
+            ..pending
+        },
+    })))
 }
 
 // ---- Small helpers ----

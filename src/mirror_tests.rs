@@ -1134,3 +1134,52 @@ fn a_token_for_one_registry_opens_no_other() {
     ));
     assert_eq!(r.status(), 401);
 }
+
+#[test]
+fn gateway_errors_and_broken_connections_are_retried_a_bounded_number_of_times() {
+    let m = mirror(&[]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/alpine/manifests/latest",
+            &[("accept", "x")],
+        ),
+        1,
+    ));
+    assert_eq!(fetch.delay, Duration::ZERO);
+    let uri = fetch.request.uri().clone();
+    let second = expect_fetch(m.resume(fetch.pending, upstream_head(503, &[]), None, at(1)));
+    assert_eq!(
+        (second.request.uri(), second.delay),
+        (&uri, Duration::from_millis(100))
+    );
+    assert_eq!(second.request.headers()[header::ACCEPT], "x");
+    let third = expect_fetch(m.fail(second.pending, FetchError::Connect));
+    assert_eq!(third.delay, Duration::from_millis(400));
+    let (r, _) = expect_answer(m.resume(third.pending, upstream_head(502, &[]), None, at(1)));
+    assert_eq!(r.status(), 503);
+    assert_eq!(error_code(&r), "UNAVAILABLE");
+    // A timeout has spent its time: it is answered at once.
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
+        1,
+    ));
+    assert!(matches!(
+        m.fail(fetch.pending, FetchError::Timeout),
+        Step::Answer(..)
+    ));
+    // The token dance retries too.
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/token?scope=repository:alpine:pull", &[]),
+        1,
+    ));
+    let again = expect_fetch(m.fail(fetch.pending, FetchError::Other));
+    assert_eq!(
+        again.request.uri().to_string(),
+        "https://registry-1.docker.io/v2/"
+    );
+    assert!(again.read_body.is_some());
+}

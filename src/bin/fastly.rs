@@ -154,6 +154,9 @@ mod edge {
                             }
                         }
                     }
+                    if !fetch.delay.is_zero() {
+                        std::thread::sleep(fetch.delay);
+                    }
                     upstream_requests += 1;
                     match fetch_upstream(fetch.request, fetch.read_body) {
                         Ok((head, small, stream)) => {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod faults;
 pub mod fixture;
 pub mod function_url;
 pub mod images;

@@ -28,7 +28,7 @@ fn via(mirror: &Mirror, reference: &str) -> String {
     format!("{}/{reference}", mirror.addr)
 }
 
-fn assert_same_as_direct(
+pub fn assert_same_as_direct(
     mirror: &Mirror,
     reference: &str,
     extra: &[&str],
@@ -257,7 +257,7 @@ pub fn oci_client_pulls_full_and_short_names(m: &Mirrors) {
 }
 
 /// `curl` against the mirror: (status, headers and body).
-fn curl(mirror: &Mirror, path: &str, args: &[&str]) -> (u16, String) {
+pub fn curl(mirror: &Mirror, path: &str, args: &[&str]) -> (u16, String) {
     let mut command = Command::new("curl");
     command
         .args(["-s", "-i", "-o", "-", "--max-time", "30"])

@@ -1,0 +1,255 @@
+//! Faults between the mirror and its upstream, injected by a front the tests own: the mirror
+//! retries what can still succeed, answers the registry's error within its timeouts otherwise,
+//! never passes a broken body off as a whole one, and serves the next pull after each fault.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use support::faults::{Fault, FaultFront};
+use support::fixture::fixture;
+use support::images::V2S2;
+use support::mirrors::{LocalServer, Mirror, Runtime};
+use support::suite::{assert_same_as_direct, curl};
+
+/// One fault at a time: the front and the mirror are shared by the tests of this binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Setup {
+    front: FaultFront,
+    mirror: Mirror,
+}
+
+fn setup() -> (MutexGuard<'static, ()>, &'static Setup) {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = SETUP.get_or_init(|| {
+        let f = fixture();
+        let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+        let settings = vec![
+            (
+                "UPSTREAM_DOCKER_IO".to_string(),
+                format!("http://{}", front.addr),
+            ),
+            ("UPSTREAM_TIMEOUT_SECS".to_string(), "2".to_string()),
+        ];
+        let mirror = LocalServer.start("faults", &settings);
+        Setup { front, mirror }
+    });
+    setup.front.set(Fault::None);
+    (guard, setup)
+}
+
+fn pull(mirror: &Mirror) {
+    assert_same_as_direct(mirror, V2S2, &[], None);
+}
+
+fn token(mirror: &Mirror) -> String {
+    let (status, out) = curl(mirror, "/token?scope=repository:library/alpine:pull", &[]);
+    assert_eq!(status, 200, "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn manifest(mirror: &Mirror, token: Option<&str>) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}"))
+        .unwrap_or_else(|| "X-None: 1".to_string());
+    let (status, out) = curl(
+        mirror,
+        "/v2/library/alpine/manifests/v2s2",
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ],
+    );
+    (status, out, started.elapsed())
+}
+
+#[test]
+fn gateway_errors_are_retried() {
+    let (_serial, s) = setup();
+    let before = s
+        .front
+        .registry_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    s.front.set(Fault::Status {
+        status: 503,
+        times: 2,
+    });
+    pull(&s.mirror);
+    let seen = s
+        .front
+        .registry_requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - before;
+    assert!(seen >= 3, "the front saw {seen} registry requests");
+}
+
+#[test]
+fn dropped_connections_are_retried() {
+    let (_serial, s) = setup();
+    s.front.set(Fault::Drop { times: 2 });
+    pull(&s.mirror);
+}
+
+#[test]
+fn lasting_upstream_errors_are_answered_at_once() {
+    let (_serial, s) = setup();
+    let token = token(&s.mirror);
+    s.front.set(Fault::Status {
+        status: 500,
+        times: 1000,
+    });
+    let (status, out, took) = manifest(&s.mirror, Some(&token));
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("\"code\":\"UNAVAILABLE\""), "{out}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    s.front.set(Fault::Status {
+        status: 503,
+        times: 1000,
+    });
+    let (status, _, took) = manifest(&s.mirror, Some(&token));
+    assert_eq!(status, 503);
+    assert!(
+        took < Duration::from_secs(5),
+        "three attempts with backoff took {took:?}"
+    );
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn a_slow_first_byte_gets_unavailable_within_the_timeout() {
+    let (_serial, s) = setup();
+    let token = token(&s.mirror);
+    s.front.set(Fault::SlowHead(Duration::from_secs(8)));
+    let (status, out, took) = manifest(&s.mirror, Some(&token));
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("did not answer in time"), "{out}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "took {took:?}"
+    );
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure() {
+    let (_serial, s) = setup();
+    let image = fixture().images.get(V2S2);
+    let layer = image.blob_digests.last().unwrap().clone();
+    let token = token(&s.mirror);
+    s.front.set(Fault::CutBody { after: 100_000 });
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            "--max-time",
+            "20",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!(
+            "http://{}/v2/library/alpine/blobs/{layer}",
+            s.mirror.addr
+        ))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    // curl: exit 18 is "partial file", 56 "failure receiving": either way, not a whole body.
+    assert!(
+        !out.status.success(),
+        "curl read a cut blob as complete: {printed}"
+    );
+    let size: u64 = printed.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(size < 1_000_000, "{printed}");
+    let broken = support::clients::skopeo_copy(&format!("{}/{V2S2}", s.mirror.addr), None, &[]);
+    assert!(broken.is_err(), "skopeo accepted a cut layer");
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn the_token_service_down_is_unavailable_and_passes() {
+    let (_serial, s) = setup();
+    let _ = token(&s.mirror); // the mirror has learnt the realm
+    s.front.set(Fault::TokenDown);
+    let started = Instant::now();
+    let (status, out) = curl(
+        &s.mirror,
+        "/token?scope=repository:library/alpine:pull",
+        &[],
+    );
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("token service"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn a_redirect_to_a_dead_storage_host_is_unavailable() {
+    let (_serial, s) = setup();
+    let image = fixture().images.get(V2S2);
+    let layer = image.blob_digests.last().unwrap().clone();
+    let token = token(&s.mirror);
+    s.front.set(Fault::DeadRedirect);
+    let (status, out) = curl(
+        &s.mirror,
+        &format!("/v2/library/alpine/blobs/{layer}"),
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("blob storage"), "{out}");
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn an_upstream_429_reaches_the_client_with_retry_after() {
+    let (_serial, s) = setup();
+    let token = token(&s.mirror);
+    s.front.set(Fault::TooMany);
+    let (status, out, _) = manifest(&s.mirror, Some(&token));
+    assert_eq!(status, 429, "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("retry-after: 77"),
+        "{out}"
+    );
+    assert!(out.contains("TOOMANYREQUESTS"), "{out}");
+    s.front.set(Fault::None);
+    pull(&s.mirror);
+}
+
+#[test]
+fn a_refused_connection_is_unavailable_at_once() {
+    let (_serial, _) = setup();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let settings = vec![("UPSTREAM_DOCKER_IO".to_string(), format!("http://{dead}"))];
+    let mirror = LocalServer.start("refused", &settings);
+    let started = Instant::now();
+    let (status, out) = curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("could not be reached"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,286 @@
+//! A fault-injecting front between the mirror and the fixture: it proxies the registry, the token
+//! service (it rewrites the registry's challenge to point at itself) and storage (it rewrites the
+//! registry's redirects to point at itself), and on command breaks one of them the way networks
+//! and upstreams break.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the front does to the requests that reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass everything.
+    None,
+    /// Answer the next `times` registry requests with `status` (and no body), then pass.
+    Status { status: u16, times: usize },
+    /// Close the connection without an answer on the next `times` registry requests.
+    Drop { times: usize },
+    /// Wait this long before every answer's head.
+    SlowHead(Duration),
+    /// Cut storage bodies after this many bytes, with a reset.
+    CutBody { after: usize },
+    /// The token service does not answer: its connections close at once.
+    TokenDown,
+    /// Storage redirects point at a port where nothing listens.
+    DeadRedirect,
+    /// Answer manifest requests with a 429 and `Retry-After: 77`.
+    TooMany,
+}
+
+pub struct FaultFront {
+    pub addr: String,
+    fault: Arc<Mutex<Fault>>,
+    /// Registry requests that reached the front (for counting retries).
+    pub registry_requests: Arc<AtomicUsize>,
+}
+
+struct Targets {
+    registry: String,
+    token: String,
+    storage: String,
+    me: String,
+    dead: String,
+}
+
+impl FaultFront {
+    pub fn start(registry: &str, token_port: u16, storage_port: u16) -> FaultFront {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // A port that was free a moment ago and that nothing will listen on.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let targets = Arc::new(Targets {
+            registry: registry.to_string(),
+            token: format!("127.0.0.1:{token_port}"),
+            storage: format!("127.0.0.1:{storage_port}"),
+            me: addr.clone(),
+            dead,
+        });
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let registry_requests = Arc::new(AtomicUsize::new(0));
+        let (f, c) = (fault.clone(), registry_requests.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(serve(listener, targets, f, c));
+        });
+        FaultFront {
+            addr,
+            fault,
+            registry_requests,
+        }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    targets: Arc<Targets>,
+    fault: Arc<Mutex<Fault>>,
+    count: Arc<AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (client, targets, fault, count) = (
+            client.clone(),
+            targets.clone(),
+            fault.clone(),
+            count.clone(),
+        );
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (client, targets, fault, count) = (
+                    client.clone(),
+                    targets.clone(),
+                    fault.clone(),
+                    count.clone(),
+                );
+                async move { handle(&client, &targets, &fault, &count, request).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn empty(status: u16, headers: &[(&'static str, &str)]) -> http::Response<Body> {
+    let mut response =
+        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    for (k, v) in headers {
+        response.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    response
+}
+
+async fn handle(
+    client: &reqwest::Client,
+    targets: &Targets,
+    fault: &Mutex<Fault>,
+    count: &AtomicUsize,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Body>, std::io::Error> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let (kind, upstream, upstream_path) = if path.starts_with("/token") {
+        ("token", &targets.token, path.clone())
+    } else if let Some(rest) = path.strip_prefix("/_storage") {
+        ("storage", &targets.storage, rest.to_string())
+    } else {
+        ("registry", &targets.registry, path.clone())
+    };
+    let current = fault.lock().unwrap().clone();
+    if kind == "registry" {
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+    match (&current, kind) {
+        (Fault::Status { status, times }, "registry") if *times > 0 => {
+            *fault.lock().unwrap() = Fault::Status {
+                status: *status,
+                times: times - 1,
+            };
+            return Ok(empty(*status, &[("content-length", "0")]));
+        }
+        (Fault::Drop { times }, "registry") if *times > 0 => {
+            *fault.lock().unwrap() = Fault::Drop { times: times - 1 };
+            return Err(std::io::Error::other("dropped by the fault front"));
+        }
+        (Fault::TokenDown, "token") => {
+            return Err(std::io::Error::other("the token service is down"))
+        }
+        (Fault::TooMany, "registry") if path.contains("/manifests/") => {
+            return Ok(empty(
+                429,
+                &[("retry-after", "77"), ("content-length", "0")],
+            ));
+        }
+        (Fault::SlowHead(pause), _) => tokio::time::sleep(*pause).await,
+        _ => {}
+    }
+
+    let (head, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut outgoing = client.request(
+        head.method.clone(),
+        format!("http://{upstream}{upstream_path}"),
+    );
+    for (name, value) in &head.headers {
+        if name != "host" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let response = outgoing
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    // Send the token service's and storage's traffic through here too.
+    if let Some(challenge) = headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+    {
+        let rewritten = challenge.replace(
+            &format!("http://{}/token", targets.token),
+            &format!("http://{}/token", targets.me),
+        );
+        headers.insert("www-authenticate", rewritten.parse().unwrap());
+    }
+    if let Some(location) = headers.get("location").and_then(|v| v.to_str().ok()) {
+        let to = if current == Fault::DeadRedirect {
+            targets.dead.clone()
+        } else {
+            format!("{}/_storage", targets.me)
+        };
+        let rewritten = location.replace(&targets.storage, &to);
+        headers.insert("location", rewritten.parse().unwrap());
+    }
+    let cut = match (&current, kind) {
+        (Fault::CutBody { after }, "storage") => Some(*after),
+        _ => None,
+    };
+    let mut stream = response.bytes_stream();
+    let body = async_stream(move |tx| async move {
+        use futures_util::StreamExt;
+        let mut sent = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let Ok(mut chunk) = chunk else {
+                let _ = tx.send(Err(std::io::Error::other("upstream broke"))).await;
+                return;
+            };
+            if let Some(after) = cut {
+                if sent + chunk.len() >= after {
+                    chunk.truncate(after - sent);
+                    let _ = tx.send(Ok(Frame::data(chunk))).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "reset in the middle of the body",
+                        )))
+                        .await;
+                    return;
+                }
+            }
+            sent += chunk.len();
+            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = http::Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// A body fed by a task through a channel.
+fn async_stream<F, Fut>(produce: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(produce(tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// Keeps `Duration` in scope for callers that set `SlowHead`.
+pub fn seconds(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
