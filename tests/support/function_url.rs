@@ -53,8 +53,15 @@ async fn forward(
     request: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<reqwest::Body>, std::convert::Infallible> {
     let (head, body) = request.into_parts();
-    let path = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("http://127.0.0.1:{emulator_port}/lambda-url/_{path}");
+    // Dot segments are resolved here, as an HTTP front does, so that `..` cannot climb out of
+    // the emulator's `/lambda-url/_` prefix.
+    let path = remove_dot_segments(head.uri.path());
+    let query = head
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let url = format!("http://127.0.0.1:{emulator_port}/lambda-url/_{path}{query}");
     let mut outgoing = client.request(head.method.clone(), url);
     for name in head.headers.keys() {
         let joined: Vec<&str> = head
@@ -80,4 +87,23 @@ async fn forward(
         }
     };
     Ok(response)
+}
+
+/// RFC 3986 section 5.2.4, on the raw (still percent-encoded) path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+        if i == segments.len() - 1 && matches!(*segment, "." | "..") {
+            out.push("");
+        }
+    }
+    format!("/{}", out.join("/"))
 }

@@ -228,6 +228,8 @@ impl Runtime for LambdaEmulator {
                 "lambda",
                 "watch",
                 "--only-lambda-apis",
+                // A function URL without a CORS configuration passes OPTIONS to the function.
+                "--disable-cors",
                 "-A",
                 "127.0.0.1",
                 "-P",

@@ -42,6 +42,8 @@ macro_rules! client_suite {
             unknown_registries_are_never_dialled,
             docker_search_goes_through_the_mirror,
             the_page_works_in_a_browser,
+            malformed_requests_get_registry_errors,
+            broken_tokens_are_refused,
         );
     };
     (@cases $($case:ident),* $(,)?) => {

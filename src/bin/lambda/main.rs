@@ -98,8 +98,22 @@ mod function {
 
     async fn answer(driver: &Driver, event: LambdaRequest) -> Answer {
         let started = Instant::now();
+        // The path and query exactly as the function URL received them: the URI lambda_http
+        // builds also takes the Host header in, which must not bend the path.
+        let raw_target = match &event {
+            LambdaRequest::ApiGatewayV2(ag) => ag.raw_path.as_ref().map(|path| {
+                match ag.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path.clone(),
+                }
+            }),
+            _ => None,
+        };
         let event: lambda_http::Request = event.into();
-        let (head, body) = event.into_parts();
+        let (mut head, body) = event.into_parts();
+        if let Some(uri) = raw_target.and_then(|t| t.parse::<http::Uri>().ok()) {
+            head.uri = uri;
+        }
         let body: &[u8] = body.as_ref();
         let body = &body[..body.len().min(MAX_REQUEST_BODY + 1)];
         // A function URL is HTTPS; the emulator and proxies in front say otherwise here.
