@@ -204,7 +204,9 @@ fn the_local_server_holds_64_concurrent_pulls() {
 #[test]
 fn viceroy_holds_64_concurrent_pulls() {
     let (second, last) = load(&FASTLY);
-    eprintln!("viceroy: peak RSS {second:.1} MiB after round 2, {last:.1} MiB after round {ROUNDS}");
+    eprintln!(
+        "viceroy: peak RSS {second:.1} MiB after round 2, {last:.1} MiB after round {ROUNDS}"
+    );
     // Viceroy's own engine is most of its memory; what is bounded is the growth.
     assert!(
         last - second < 64.0,

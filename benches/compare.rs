@@ -1,0 +1,495 @@
+//! Benchmark (not a test): this mirror in each runtime side by side with the alternatives, on the
+//! same fixture and images, several rounds each: direct from the fixture (the limit), the local
+//! server, the Fastly binary under Viceroy, the Lambda binary under its emulator, nginx as a plain
+//! streaming reverse proxy, and CNCF distribution as a pull-through proxy. Prints markdown tables
+//! and writes `bench/compare.dat` for the chart (`bench/run` draws it with gnuplot).
+//!
+//! Every system is driven by the same small client, which speaks the registry protocol as docker
+//! does: the challenge from `/v2/`, a token from its realm, then manifests and blobs, following
+//! redirects without credentials.
+
+#[cfg(not(target_arch = "wasm32"))]
+#[path = "../tests/support/mod.rs"]
+#[allow(unused_macros)]
+mod support;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    bench::main()
+}
+
+/// The benchmark runs natively only.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod bench {
+    use crate::support::fixture::{fixture, run_dir, PUSHER, SERVICE};
+    use crate::support::images::OCI_INDEX;
+    use crate::support::mirrors::{LambdaEmulator, LocalServer, Runtime, Viceroy};
+    use crate::support::process::{free_port, need, spawn, wait_for_port, Running};
+    use sha2::{Digest, Sha256};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    const MIB: usize = 1024 * 1024;
+    const ROUNDS: usize = 3;
+    const MANIFESTS: usize = 200;
+    const CONCURRENT: usize = 64;
+
+    struct System {
+        name: &'static str,
+        addr: String,
+        /// Process groups whose peak RSS counts.
+        groups: Vec<i32>,
+        _running: Vec<Running>,
+    }
+
+    pub fn main() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let fixture = fixture();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(CONCURRENT)
+            .build()
+            .unwrap();
+        let size = std::env::var("BENCH_BLOB_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256usize)
+            * MIB;
+        let digest = runtime.block_on(push_blob(&client, &fixture.registry, size));
+
+        let upstream = vec![(
+            "UPSTREAM_DOCKER_IO".to_string(),
+            format!("http://{}", fixture.registry),
+        )];
+        let mut lambda_settings = upstream.clone();
+        lambda_settings.push(("BLOB_REDIRECTS".into(), "follow".into()));
+        let systems = vec![
+            System {
+                name: "direct",
+                addr: fixture.registry.clone(),
+                groups: vec![],
+                _running: vec![],
+            },
+            mirror_system(
+                "registry-mirror, local server",
+                LocalServer.start("bench-local", &upstream),
+            ),
+            mirror_system(
+                "registry-mirror, Fastly (Viceroy)",
+                Viceroy.start("bench-fastly", &upstream),
+            ),
+            mirror_system(
+                "registry-mirror, Lambda (emulator)",
+                LambdaEmulator.start("bench-lambda", &lambda_settings),
+            ),
+            nginx_proxy(&fixture.registry),
+            distribution_proxy(&fixture.registry),
+        ];
+
+        println!("registry-mirror comparison: {} MiB blob, {ROUNDS} rounds, all on 127.0.0.1, one 2-core machine", size / MIB);
+        println!();
+        println!("| system | blob MB/s (median, min-max) | ratio to direct | manifest p50 | manifest p99 | cold copy | warm copy | upstream requests, cold copy | peak RSS | {CONCURRENT} concurrent pulls |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let mut direct_mbps = 0.0;
+        let mut data = String::from("# system mbps p50_ms\n");
+        for system in &systems {
+            let mut mbps: Vec<f64> = (0..ROUNDS)
+                .map(|_| {
+                    runtime.block_on(pull_blob(
+                        &client,
+                        &system.addr,
+                        "bench/blob",
+                        &digest,
+                        size,
+                    ))
+                })
+                .collect();
+            mbps.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let median = mbps[ROUNDS / 2];
+            if system.name == "direct" {
+                direct_mbps = median;
+            }
+            let latency = runtime.block_on(manifest_latency(&client, &system.addr));
+            let (p50, p99) = (percentile(&latency, 50.0), percentile(&latency, 99.0));
+            let before = upstream_requests();
+            let cold = skopeo_copy(&system.addr);
+            let cold_requests = upstream_requests() - before;
+            let warm = skopeo_copy(&system.addr);
+            let rss = system
+                .groups
+                .iter()
+                .map(|g| peak_rss_mib(*g))
+                .fold(0.0, f64::max);
+            let (concurrent_mbps, errors) = runtime.block_on(concurrent(&client, &system.addr));
+            println!(
+                "| {} | {:.0} ({:.0}-{:.0}) | {:.2} | {:.2} ms | {:.2} ms | {:.2} s | {:.2} s | {} | {} | {:.0} MB/s, {} errors |",
+                system.name,
+                median,
+                mbps[0],
+                mbps[ROUNDS - 1],
+                median / direct_mbps,
+                p50,
+                p99,
+                cold.as_secs_f64(),
+                warm.as_secs_f64(),
+                cold_requests,
+                if system.groups.is_empty() { "-".to_string() } else { format!("{rss:.1} MiB") },
+                concurrent_mbps,
+                errors
+            );
+            data.push_str(&format!(
+                "\"{}\" {median:.1} {p50:.3}\n",
+                system.name.replace("registry-mirror, ", "")
+            ));
+        }
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/compare.dat");
+        std::fs::write(&out, data).unwrap();
+        println!();
+        println!("(data for the chart: {})", out.display());
+    }
+
+    fn mirror_system(name: &'static str, mirror: crate::support::mirrors::Mirror) -> System {
+        let groups = mirror._processes.iter().map(|p| p.pid).collect();
+        System {
+            name,
+            addr: mirror.addr,
+            groups,
+            _running: mirror._processes,
+        }
+    }
+
+    /// nginx in front of the registry, streaming (`proxy_buffering off`): clients follow the
+    /// storage redirects themselves.
+    fn nginx_proxy(registry: &str) -> System {
+        let dir = run_dir().join("bench-nginx");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/f;\n  uwsgi_temp_path {d}/u;\n  scgi_temp_path {d}/s;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://{registry};\n      proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut nginx = Command::new(need("nginx"));
+        nginx
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir);
+        let running = spawn("bench nginx", nginx, &dir.join("nginx.out"));
+        wait_for_port(port, "nginx", &dir.join("error.log"));
+        System {
+            name: "nginx proxy_pass",
+            addr: format!("127.0.0.1:{port}"),
+            groups: vec![running.pid],
+            _running: vec![running],
+        }
+    }
+
+    /// CNCF distribution in pull-through proxy mode, caching on its own disk.
+    fn distribution_proxy(registry: &str) -> System {
+        let dir = run_dir().join("bench-distribution");
+        std::fs::create_dir_all(dir.join("storage")).unwrap();
+        let port = free_port();
+        let conf = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\nproxy:\n  remoteurl: http://{registry}\n",
+            dir.join("storage").display()
+        );
+        std::fs::write(dir.join("config.yml"), conf).unwrap();
+        let mut command = Command::new(need("docker-registry"));
+        command
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .env_remove("AWS_CA_BUNDLE");
+        let log = dir.join("registry.log");
+        let running = spawn("bench distribution proxy", command, &log);
+        wait_for_port(port, "distribution (proxy)", &log);
+        System {
+            name: "distribution pull-through proxy",
+            addr: format!("127.0.0.1:{port}"),
+            groups: vec![running.pid],
+            _running: vec![running],
+        }
+    }
+
+    /// Requests that reached the fixture's registry and token service so far.
+    fn upstream_requests() -> usize {
+        let f = fixture();
+        let registry_log = f.dir.join("registry-docker-hub.log");
+        let registry = std::fs::read_to_string(registry_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
+            .count();
+        let token = std::fs::read_to_string(&f.token_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .count();
+        registry + token
+    }
+
+    fn skopeo_copy(addr: &str) -> Duration {
+        let dest = run_dir().join(format!("bench-copy-{}", free_port()));
+        let started = Instant::now();
+        let status = Command::new(need("skopeo"))
+            .args([
+                "copy",
+                "-q",
+                "--all",
+                "--src-tls-verify=false",
+                "--src-no-creds",
+            ])
+            .arg(format!("docker://{addr}/{OCI_INDEX}"))
+            .arg(format!("dir:{}", dest.display()))
+            .status()
+            .unwrap();
+        let took = started.elapsed();
+        assert!(status.success(), "skopeo copy through {addr}");
+        let _ = std::fs::remove_dir_all(dest);
+        took
+    }
+
+    /// The peak RSS of the largest process in a process group.
+    fn peak_rss_mib(group: i32) -> f64 {
+        let mut peak: f64 = 0.0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let pgrp: i32 = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(2))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if pgrp != group {
+                continue;
+            }
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kib: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0.0);
+            peak = peak.max(kib / 1024.0);
+        }
+        peak
+    }
+
+    fn percentile(values: &[Duration], p: f64) -> f64 {
+        let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ms[((p / 100.0) * (ms.len() - 1) as f64).round() as usize]
+    }
+
+    /// The token for `repository` at `addr`, from the realm its `/v2/` challenge names.
+    async fn token(
+        client: &reqwest::Client,
+        addr: &str,
+        repository: &str,
+        creds: Option<(&str, &str)>,
+    ) -> Option<String> {
+        let ping = client.get(format!("http://{addr}/v2/")).send().await.ok()?;
+        let challenge = ping
+            .headers()
+            .get("www-authenticate")?
+            .to_str()
+            .ok()?
+            .to_string();
+        let c = registry_mirror::auth::parse_challenge(&challenge)?;
+        let mut request = client
+            .get(&c.realm)
+            .query(&[("scope", format!("repository:{repository}:pull"))]);
+        if let Some(service) = &c.service {
+            request = request.query(&[("service", service)]);
+        }
+        if let Some((u, p)) = creds {
+            request = request.basic_auth(u, Some(p));
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&request.send().await.ok()?.bytes().await.ok()?).ok()?;
+        body["token"].as_str().map(str::to_string)
+    }
+
+    /// GET with the token, following redirects; credentials go to the first host only.
+    async fn get(
+        client: &reqwest::Client,
+        url: String,
+        token: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, String> {
+        let mut url = url;
+        let first_host = url.split('/').nth(2).unwrap_or("").to_string();
+        for _ in 0..5 {
+            let mut request = client.get(&url);
+            if let (Some(token), true) = (token, url.split('/').nth(2) == Some(first_host.as_str()))
+            {
+                request = request.bearer_auth(token);
+            }
+            if let Some(accept) = accept {
+                request = request.header("accept", accept);
+            }
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            if response.status().is_redirection() {
+                url = response.headers()["location"].to_str().unwrap().to_string();
+                if url.starts_with('/') {
+                    url = format!("http://{first_host}{url}");
+                }
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(format!("{url}: {}", response.status()));
+            }
+            return Ok(response);
+        }
+        Err("too many redirects".into())
+    }
+
+    async fn pull_blob(
+        client: &reqwest::Client,
+        addr: &str,
+        repository: &str,
+        digest: &str,
+        size: usize,
+    ) -> f64 {
+        let token = token(client, addr, repository, None).await;
+        let started = Instant::now();
+        let mut response = get(
+            client,
+            format!("http://{addr}/v2/{repository}/blobs/{digest}"),
+            token.as_deref(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let mut total = 0;
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            total += chunk.len();
+        }
+        assert_eq!(total, size, "{addr}: a short blob");
+        size as f64 / 1e6 / started.elapsed().as_secs_f64()
+    }
+
+    async fn manifest_latency(client: &reqwest::Client, addr: &str) -> Vec<Duration> {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json";
+        let token = token(client, addr, "library/alpine", None).await;
+        let mut out = Vec::new();
+        for _ in 0..MANIFESTS {
+            let started = Instant::now();
+            let response = get(
+                client,
+                format!("http://{addr}/v2/library/alpine/manifests/v2s2"),
+                token.as_deref(),
+                Some(accept),
+            )
+            .await
+            .unwrap();
+            response.bytes().await.unwrap();
+            out.push(started.elapsed());
+        }
+        out
+    }
+
+    /// 64 concurrent pulls of the small image's layer: throughput and errors.
+    async fn concurrent(client: &reqwest::Client, addr: &str) -> (f64, usize) {
+        let image = fixture().images.get(crate::support::images::V2S2);
+        let layer = image.blob_digests.last().unwrap().clone();
+        let token = token(client, addr, "library/alpine", None).await;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CONCURRENT)
+            .map(|_| {
+                let (client, addr, token, layer) = (
+                    client.clone(),
+                    addr.to_string(),
+                    token.clone(),
+                    layer.clone(),
+                );
+                tokio::spawn(async move {
+                    let response = get(
+                        &client,
+                        format!("http://{addr}/v2/library/alpine/blobs/{layer}"),
+                        token.as_deref(),
+                        None,
+                    )
+                    .await?;
+                    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+                    if format!("sha256:{:x}", Sha256::digest(&bytes)) != layer {
+                        return Err("digest".to_string());
+                    }
+                    Ok::<usize, String>(bytes.len())
+                })
+            })
+            .collect();
+        let (mut bytes, mut errors) = (0, 0);
+        for task in tasks {
+            match task.await {
+                Ok(Ok(n)) => bytes += n,
+                _ => errors += 1,
+            }
+        }
+        (bytes as f64 / 1e6 / started.elapsed().as_secs_f64(), errors)
+    }
+
+    async fn push_blob(client: &reqwest::Client, registry: &str, size: usize) -> String {
+        let mut bytes = vec![0u8; size];
+        let mut state = 0x2545_F491_4F6C_DD1Du64 ^ size as u64;
+        for chunk in bytes.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        let url = format!(
+            "http://127.0.0.1:{}/token?service={SERVICE}&scope=repository:bench/blob:pull,push",
+            fixture().token_port
+        );
+        let body: serde_json::Value = serde_json::from_slice(
+            &client
+                .get(url)
+                .basic_auth(PUSHER.0, Some(PUSHER.1))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let token = body["token"].as_str().unwrap().to_string();
+        let start = client
+            .post(format!("http://{registry}/v2/bench/blob/blobs/uploads/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let location = start.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') {
+            format!("http://{registry}{location}")
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let done = client
+            .put(format!("{location}{separator}digest={digest}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 201);
+        digest
+    }
+}
