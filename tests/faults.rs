@@ -10,23 +10,34 @@ use std::time::{Duration, Instant};
 use support::faults::{Fault, FaultFront};
 use support::fixture::fixture;
 use support::images::V2S2;
-use support::mirrors::{LocalServer, Mirror, Runtime};
+use support::mirrors::{LambdaEmulator, LocalServer, Mirror, Runtime};
 use support::suite::{assert_same_as_direct, curl};
 
-/// One fault at a time: the front and the mirror are shared by the tests of this binary.
+/// One fault at a time: the front is shared by the tests of this binary.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Setup {
-    front: FaultFront,
+    front: &'static FaultFront,
     mirror: Mirror,
+    runtime: &'static dyn Runtime,
 }
 
-fn setup() -> (MutexGuard<'static, ()>, &'static Setup) {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let setup = SETUP.get_or_init(|| {
+fn front() -> &'static FaultFront {
+    static FRONT: OnceLock<FaultFront> = OnceLock::new();
+    FRONT.get_or_init(|| {
         let f = fixture();
-        let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+        FaultFront::start(&f.registry, f.token_port, f.storage_port)
+    })
+}
+
+/// The mirror of `runtime` behind the fault front, started once per runtime.
+fn setup(
+    runtime: &'static dyn Runtime,
+    cell: &'static OnceLock<Setup>,
+) -> (MutexGuard<'static, ()>, &'static Setup) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = cell.get_or_init(|| {
+        let front = front();
         let settings = vec![
             (
                 "UPSTREAM_DOCKER_IO".to_string(),
@@ -34,8 +45,12 @@ fn setup() -> (MutexGuard<'static, ()>, &'static Setup) {
             ),
             ("UPSTREAM_TIMEOUT_SECS".to_string(), "2".to_string()),
         ];
-        let mirror = LocalServer.start("faults", &settings);
-        Setup { front, mirror }
+        let mirror = runtime.start("faults", &settings);
+        Setup {
+            front,
+            mirror,
+            runtime,
+        }
     });
     setup.front.set(Fault::None);
     (guard, setup)
@@ -73,9 +88,7 @@ fn manifest(mirror: &Mirror, token: Option<&str>) -> (u16, String, Duration) {
     (status, out, started.elapsed())
 }
 
-#[test]
-fn gateway_errors_are_retried() {
-    let (_serial, s) = setup();
+fn gateway_errors_are_retried(s: &Setup) {
     let before = s
         .front
         .registry_requests
@@ -93,16 +106,12 @@ fn gateway_errors_are_retried() {
     assert!(seen >= 3, "the front saw {seen} registry requests");
 }
 
-#[test]
-fn dropped_connections_are_retried() {
-    let (_serial, s) = setup();
+fn dropped_connections_are_retried(s: &Setup) {
     s.front.set(Fault::Drop { times: 2 });
     pull(&s.mirror);
 }
 
-#[test]
-fn lasting_upstream_errors_are_answered_at_once() {
-    let (_serial, s) = setup();
+fn lasting_upstream_errors_are_answered_at_once(s: &Setup) {
     let token = token(&s.mirror);
     s.front.set(Fault::Status {
         status: 500,
@@ -126,9 +135,7 @@ fn lasting_upstream_errors_are_answered_at_once() {
     pull(&s.mirror);
 }
 
-#[test]
-fn a_slow_first_byte_gets_unavailable_within_the_timeout() {
-    let (_serial, s) = setup();
+fn a_slow_first_byte_gets_unavailable_within_the_timeout(s: &Setup) {
     let token = token(&s.mirror);
     s.front.set(Fault::SlowHead(Duration::from_secs(8)));
     let (status, out, took) = manifest(&s.mirror, Some(&token));
@@ -142,9 +149,7 @@ fn a_slow_first_byte_gets_unavailable_within_the_timeout() {
     pull(&s.mirror);
 }
 
-#[test]
-fn a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure() {
-    let (_serial, s) = setup();
+fn a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure(s: &Setup) {
     let image = fixture().images.get(V2S2);
     let layer = image.blob_digests.last().unwrap().clone();
     let token = token(&s.mirror);
@@ -168,22 +173,24 @@ fn a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure() {
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    // curl: exit 18 is "partial file", 56 "failure receiving": either way, not a whole body.
-    assert!(
-        !out.status.success(),
-        "curl read a cut blob as complete: {printed}"
-    );
     let size: u64 = printed.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(size < 1_000_000, "{printed}");
+    // curl: exit 18 is "partial file", 56 "failure receiving": either way, not a whole body. A
+    // Lambda function URL streams without Content-Length and may end a broken stream as if whole:
+    // there the digest check (skopeo's, below) is what catches it.
+    if s.runtime.name() != "lambda" {
+        assert!(
+            !out.status.success(),
+            "curl read a cut blob as complete: {printed}"
+        );
+    }
     let broken = support::clients::skopeo_copy(&format!("{}/{V2S2}", s.mirror.addr), None, &[]);
     assert!(broken.is_err(), "skopeo accepted a cut layer");
     s.front.set(Fault::None);
     pull(&s.mirror);
 }
 
-#[test]
-fn the_token_service_down_is_unavailable_and_passes() {
-    let (_serial, s) = setup();
+fn the_token_service_down_is_unavailable_and_passes(s: &Setup) {
     let _ = token(&s.mirror); // the mirror has learnt the realm
     s.front.set(Fault::TokenDown);
     let started = Instant::now();
@@ -199,9 +206,7 @@ fn the_token_service_down_is_unavailable_and_passes() {
     pull(&s.mirror);
 }
 
-#[test]
-fn a_redirect_to_a_dead_storage_host_is_unavailable() {
-    let (_serial, s) = setup();
+fn a_redirect_to_a_dead_storage_host_is_unavailable(s: &Setup) {
     let image = fixture().images.get(V2S2);
     let layer = image.blob_digests.last().unwrap().clone();
     let token = token(&s.mirror);
@@ -217,9 +222,7 @@ fn a_redirect_to_a_dead_storage_host_is_unavailable() {
     pull(&s.mirror);
 }
 
-#[test]
-fn an_upstream_429_reaches_the_client_with_retry_after() {
-    let (_serial, s) = setup();
+fn an_upstream_429_reaches_the_client_with_retry_after(s: &Setup) {
     let token = token(&s.mirror);
     s.front.set(Fault::TooMany);
     let (status, out, _) = manifest(&s.mirror, Some(&token));
@@ -233,16 +236,14 @@ fn an_upstream_429_reaches_the_client_with_retry_after() {
     pull(&s.mirror);
 }
 
-#[test]
-fn a_refused_connection_is_unavailable_at_once() {
-    let (_serial, _) = setup();
+fn a_refused_connection_is_unavailable_at_once(s: &Setup) {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .to_string();
     let settings = vec![("UPSTREAM_DOCKER_IO".to_string(), format!("http://{dead}"))];
-    let mirror = LocalServer.start("refused", &settings);
+    let mirror = s.runtime.start("refused", &settings);
     let started = Instant::now();
     let (status, out) = curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
     assert_eq!(status, 503, "{out}");
@@ -253,3 +254,54 @@ fn a_refused_connection_is_unavailable_at_once() {
         started.elapsed()
     );
 }
+
+/// The fault cases against one runtime.
+macro_rules! fault_cases {
+    ($module:ident, $runtime:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
+            use super::*;
+            static SETUP: OnceLock<Setup> = OnceLock::new();
+            $(
+                #[test]
+                fn $case() {
+                    let (_serial, s) = setup(&$runtime, &SETUP);
+                    super::$case(s);
+                }
+            )*
+        }
+    };
+}
+
+// The Fastly binary is left out: its static backends carry Fastly's own timeouts, not
+// UPSTREAM_TIMEOUT_SECS, and Viceroy's backends are the fixture's ports only.
+fault_cases!(
+    local_server,
+    LocalServer,
+    [
+        gateway_errors_are_retried,
+        dropped_connections_are_retried,
+        lasting_upstream_errors_are_answered_at_once,
+        a_slow_first_byte_gets_unavailable_within_the_timeout,
+        a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure,
+        the_token_service_down_is_unavailable_and_passes,
+        a_redirect_to_a_dead_storage_host_is_unavailable,
+        an_upstream_429_reaches_the_client_with_retry_after,
+        a_refused_connection_is_unavailable_at_once,
+    ]
+);
+
+fault_cases!(
+    lambda,
+    LambdaEmulator,
+    [
+        gateway_errors_are_retried,
+        dropped_connections_are_retried,
+        lasting_upstream_errors_are_answered_at_once,
+        a_slow_first_byte_gets_unavailable_within_the_timeout,
+        a_reset_in_the_middle_of_a_blob_reaches_the_client_as_a_failure,
+        the_token_service_down_is_unavailable_and_passes,
+        a_redirect_to_a_dead_storage_host_is_unavailable,
+        an_upstream_429_reaches_the_client_with_retry_after,
+        a_refused_connection_is_unavailable_at_once,
+    ]
+);
