@@ -24,8 +24,9 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench {
-    use crate::support::fixture::{fixture, run_dir, PUSHER, SERVICE};
+    use crate::support::fixture::{fixture, run_dir};
     use crate::support::images::OCI_INDEX;
+    use crate::support::measure::{group_peak_rss_mib, percentile_ms, push_blob};
     use crate::support::mirrors::{LambdaEmulator, LocalServer, Runtime, Viceroy};
     use crate::support::process::{free_port, need, spawn, wait_for_port, Running};
     use sha2::{Digest, Sha256};
@@ -63,7 +64,7 @@ mod bench {
             .and_then(|v| v.parse().ok())
             .unwrap_or(256usize)
             * MIB;
-        let digest = runtime.block_on(push_blob(&client, &fixture.registry, size));
+        let digest = runtime.block_on(push_blob(&client, &fixture.registry, "bench/blob", size));
 
         let upstream = vec![(
             "UPSTREAM_DOCKER_IO".to_string(),
@@ -118,7 +119,7 @@ mod bench {
                 direct_mbps = median;
             }
             let latency = runtime.block_on(manifest_latency(&client, &system.addr));
-            let (p50, p99) = (percentile(&latency, 50.0), percentile(&latency, 99.0));
+            let (p50, p99) = (percentile_ms(&latency, 50.0), percentile_ms(&latency, 99.0));
             let before = upstream_requests();
             let cold = skopeo_copy(&system.addr);
             let cold_requests = upstream_requests() - before;
@@ -126,7 +127,7 @@ mod bench {
             let rss = system
                 .groups
                 .iter()
-                .map(|g| peak_rss_mib(*g))
+                .map(|g| group_peak_rss_mib(*g))
                 .fold(0.0, f64::max);
             let (concurrent_mbps, errors) = runtime.block_on(concurrent(&client, &system.addr));
             println!(
@@ -257,40 +258,6 @@ mod bench {
         assert!(status.success(), "skopeo copy through {addr}");
         let _ = std::fs::remove_dir_all(dest);
         took
-    }
-
-    /// The peak RSS of the largest process in a process group.
-    fn peak_rss_mib(group: i32) -> f64 {
-        let mut peak: f64 = 0.0;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let pgrp: i32 = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(2))
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            if pgrp != group {
-                continue;
-            }
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let kib: f64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0.0);
-            peak = peak.max(kib / 1024.0);
-        }
-        peak
-    }
-
-    fn percentile(values: &[Duration], p: f64) -> f64 {
-        let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        ms[((p / 100.0) * (ms.len() - 1) as f64).round() as usize]
     }
 
     /// The token for `repository` at `addr`, from the realm its `/v2/` challenge names.
@@ -439,57 +406,5 @@ mod bench {
             }
         }
         (bytes as f64 / 1e6 / started.elapsed().as_secs_f64(), errors)
-    }
-
-    async fn push_blob(client: &reqwest::Client, registry: &str, size: usize) -> String {
-        let mut bytes = vec![0u8; size];
-        let mut state = 0x2545_F491_4F6C_DD1Du64 ^ size as u64;
-        for chunk in bytes.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
-        let url = format!(
-            "http://127.0.0.1:{}/token?service={SERVICE}&scope=repository:bench/blob:pull,push",
-            fixture().token_port
-        );
-        let body: serde_json::Value = serde_json::from_slice(
-            &client
-                .get(url)
-                .basic_auth(PUSHER.0, Some(PUSHER.1))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        let token = body["token"].as_str().unwrap().to_string();
-        let start = client
-            .post(format!("http://{registry}/v2/bench/blob/blobs/uploads/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        let location = start.headers()["location"].to_str().unwrap().to_string();
-        let location = if location.starts_with('/') {
-            format!("http://{registry}{location}")
-        } else {
-            location
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let done = client
-            .put(format!("{location}{separator}digest={digest}"))
-            .bearer_auth(&token)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(done.status(), 201);
-        digest
     }
 }

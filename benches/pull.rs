@@ -21,9 +21,9 @@ fn main() {}
 #[cfg(not(target_arch = "wasm32"))]
 mod bench {
 
-    use crate::support::fixture::{fixture, PUSHER, SERVICE};
+    use crate::support::fixture::{fixture, SERVICE};
+    use crate::support::measure::{peak_rss_mib, percentile_ms, push_blob};
     use crate::support::mirrors::{LocalServer, Runtime};
-    use sha2::{Digest, Sha256};
     use std::time::{Duration, Instant};
 
     const MIB: usize = 1024 * 1024;
@@ -69,7 +69,8 @@ mod bench {
         );
         println!("| --- | --- | --- | --- | --- |");
         for size in sizes {
-            let digest = runtime.block_on(push_blob(&client, &fixture.registry, size));
+            let digest =
+                runtime.block_on(push_blob(&client, &fixture.registry, "bench/blob", size));
             let mut direct = Vec::new();
             let mut through = Vec::new();
             for _ in 0..ROUNDS {
@@ -106,18 +107,18 @@ mod bench {
         println!("| --- | --- | --- |");
         println!(
             "| direct | {:.3} ms | {:.3} ms |",
-            percentile(&direct, 50.0),
-            percentile(&direct, 99.0)
+            percentile_ms(&direct, 50.0),
+            percentile_ms(&direct, 99.0)
         );
         println!(
             "| through the mirror | {:.3} ms | {:.3} ms |",
-            percentile(&through, 50.0),
-            percentile(&through, 99.0)
+            percentile_ms(&through, 50.0),
+            percentile_ms(&through, 99.0)
         );
         println!(
             "| added by the mirror | {:.3} ms | {:.3} ms |",
-            percentile(&through, 50.0) - percentile(&direct, 50.0),
-            percentile(&through, 99.0) - percentile(&direct, 99.0)
+            percentile_ms(&through, 50.0) - percentile_ms(&direct, 50.0),
+            percentile_ms(&through, 99.0) - percentile_ms(&direct, 99.0)
         );
     }
 
@@ -181,23 +182,6 @@ mod bench {
         values[values.len() / 2]
     }
 
-    fn percentile(values: &[Duration], p: f64) -> f64 {
-        let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let index = ((p / 100.0) * (ms.len() - 1) as f64).round() as usize;
-        ms[index]
-    }
-
-    fn peak_rss_mib(pid: i32) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
-    }
-
     async fn token(client: &reqwest::Client, url: String, creds: Option<(&str, &str)>) -> String {
         let mut request = client.get(url);
         if let Some((u, p)) = creds {
@@ -218,44 +202,6 @@ mod bench {
             fixture().token_port
         );
         token(client, url, creds).await
-    }
-
-    /// Uploads `size` random bytes as one blob of `bench/blob`; returns its digest.
-    async fn push_blob(client: &reqwest::Client, registry: &str, size: usize) -> String {
-        let mut bytes = vec![0u8; size];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ size as u64;
-        for chunk in bytes.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
-        let token = upstream_token(client, "repository:bench/blob:pull,push", Some(PUSHER)).await;
-        let start = client
-            .post(format!("http://{registry}/v2/bench/blob/blobs/uploads/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(start.status(), 202, "start upload");
-        let location = start.headers()["location"].to_str().unwrap().to_string();
-        let location = if location.starts_with('/') {
-            format!("http://{registry}{location}")
-        } else {
-            location
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let done = client
-            .put(format!("{location}{separator}digest={digest}"))
-            .bearer_auth(&token)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(done.status(), 201, "finish upload");
-        digest
     }
 
     /// Reads a response to the end; returns MB/s and checks the length.

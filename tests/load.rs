@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use support::fixture::fixture;
 use support::images::*;
+use support::measure::peak_rss_mib;
 use support::mirrors::{LocalServer, Mirrors, Viceroy};
 
 const CONCURRENT: usize = 64;
@@ -125,16 +126,6 @@ async fn pull(client: &reqwest::Client, mirror: &str, name: &str, key: &str) -> 
         }
     }
     Ok(())
-}
-
-fn peak_rss_mib(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// Runs the rounds; returns the mirror's peak RSS after the second round and after the last.

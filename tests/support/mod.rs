@@ -7,6 +7,7 @@ pub mod faults;
 pub mod fixture;
 pub mod function_url;
 pub mod images;
+pub mod measure;
 pub mod mirrors;
 pub mod process;
 pub mod suite;
