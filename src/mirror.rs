@@ -5,15 +5,18 @@
 //! relay the last upstream response's body under a rewritten head. The adapter makes the fetch and
 //! calls [`Mirror::resume`] (or [`Mirror::fail`]) with what came back. The steps of a request are:
 //!
-//! 1. `route`: what the client asks for (see [`crate::route`]);
-//! 2. `admit`: who the client is, and whether `WHITE_LIST` lets them in;
-//! 3. `upstream_request`: what to ask the upstream, with which credentials;
-//! 4. `upstream_response`: what the upstream's answer means: relay it, follow its redirect to
-//!    storage, or turn it into the mirror's own challenge or error.
+//! 1. route: what the client asks for ([`crate::route`]), and for which registry
+//!    ([`crate::registry::Registries::select`]);
+//! 2. admit (in `resource`): who the client is, and whether `WHITE_LIST` lets them in;
+//! 3. upstream request (in `resource`): what to ask the upstream, with which credentials;
+//! 4. upstream response (`registry_answered`, `redirected`, `storage_answered`): relay it, follow
+//!    its redirect to storage, or turn it into the mirror's own challenge or error. A gateway error
+//!    or a broken connection is retried first (`retry`).
 //!
-//! The `/token` route has its own short dance: learn the upstream's realm from its challenge (once,
-//! then cached), fetch the upstream token with the client's credentials, answer with it (or with a
-//! signed mirror token wrapping it, when `WHITE_LIST` is on).
+//! The `/token` route has its own short dance (`token`, `challenge_learnt`,
+//! `upstream_token_answered`): learn the upstream's realm from its challenge (once, then cached),
+//! fetch the upstream token with the client's credentials, answer with it (or with a signed mirror
+//! token wrapping it, when `WHITE_LIST` is on).
 
 use crate::auth::{self, Authorization, BasicCredentials, Challenge};
 use crate::config::{BlobRedirects, Config};
