@@ -1,0 +1,629 @@
+//! The proxy's decisions, one small step each, with no I/O.
+//!
+//! A runtime adapter hands [`Mirror::start`] the client's request; the mirror answers with a
+//! [`Step`]: an answer of its own, an upstream request to make ([`Fetch`]), or an instruction to
+//! relay the last upstream response's body under a rewritten head. The adapter makes the fetch and
+//! calls [`Mirror::resume`] (or [`Mirror::fail`]) with what came back. The steps of a request are:
+//!
+//! 1. route: what the client asks for ([`crate::route`]), and for which registry
+//!    ([`crate::registry::Registries::select`]);
+//! 2. admit (in `resource`): who the client is, and whether `WHITE_LIST` lets them in;
+//! 3. upstream request (in `resource`): what to ask the upstream, with which credentials;
+//! 4. upstream response (`registry_answered`, `redirected`, `storage_answered`): relay it, follow
+//!    its redirect to storage, or turn it into the mirror's own challenge or error. A gateway error
+//!    or a broken connection is retried first (`retry`).
+//!
+//! The `/token` route has its own short dance (`token`, `challenge_learnt`,
+//! `upstream_token_answered`): learn the upstream's realm from its challenge (once, then cached),
+//! fetch the upstream token with the client's credentials, answer with it (or with a signed mirror
+//! token wrapping it, when `WHITE_LIST` is on).
+
+use crate::auth::{self, Authorization, BasicCredentials, Challenge};
+use crate::config::{BlobRedirects, Config};
+use crate::errors::{ErrorCode, RegistryError};
+use crate::reference::{is_valid_name, Reference};
+use crate::registry::{Resolved, SelectError};
+use crate::route::{self, Route, MAX_URL_LEN};
+use crate::token::{self, MirrorToken, UpstreamToken};
+use crate::upstream::{
+    self, CLIENT_TO_REGISTRY, CLIENT_TO_STORAGE, REGISTRY_TO_CLIENT, STORAGE_TO_CLIENT,
+};
+use http::{
+    header, request, response, HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
+};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod answers;
+mod resource;
+mod token_route;
+
+use answers::*;
+
+/// The most request body the mirror reads (a `POST /token` form); adapters read at most one byte
+/// more, so that the mirror can tell a larger body.
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+/// The most header bytes (names and values) the mirror reads.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The most of an upstream body the mirror reads into memory (challenges and token answers).
+pub const MAX_UPSTREAM_BODY: usize = 256 * 1024;
+/// The longest search query passed to Docker Hub.
+const MAX_SEARCH_QUERY: usize = 256;
+/// Search-answer headers relayed to the client.
+const SEARCH_TO_CLIENT: &[&str] = &["content-type", "content-length"];
+/// How many storage redirects in a row the mirror follows.
+const MAX_REDIRECTS: u8 = 5;
+/// How long a learnt upstream challenge (realm and service) is trusted.
+const CHALLENGE_TTL_SECS: u64 = 3600;
+/// What the mirror tells a client to wait after an upstream 429 that did not say.
+const DEFAULT_RETRY_AFTER: &str = "60";
+
+/// The client's request as the adapter received it.
+pub struct Incoming<'a> {
+    pub head: &'a request::Parts,
+    /// `http` or `https`: how the client reached the adapter.
+    pub scheme: &'a str,
+    /// At most [`MAX_REQUEST_BODY`] + 1 bytes of the request body.
+    pub body: &'a [u8],
+}
+
+/// What the adapter does next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this response; the mirror made it.
+    Answer(Response<Vec<u8>>, Summary),
+    /// Make this upstream request, then call [`Mirror::resume`] or [`Mirror::fail`].
+    Fetch(Box<Fetch>),
+    /// Send this head with the body of the last fetched response, streamed as it is.
+    Relay(response::Parts, Summary),
+}
+
+/// An upstream request for the adapter to make. Redirects are never to be followed by the adapter:
+/// the mirror decides which ones to follow.
+#[derive(Debug)]
+pub struct Fetch {
+    /// An absolute URL, and only the headers the mirror chose.
+    pub request: Request<Vec<u8>>,
+    /// `Some(n)`: read the body (at most `n` bytes) and pass it to `resume`. `None`: do not read
+    /// it; it may be relayed.
+    pub read_body: Option<usize>,
+    /// Set when the answer is immutable content (a blob, or a manifest by digest, whole): a key,
+    /// independent of the repository, under which an adapter with a shared cache may serve it
+    /// instead of fetching, and store a successful `GET` answer. Only requests the mirror has
+    /// admitted get one, so the whitelist holds for cache hits too.
+    pub cache_key: Option<String>,
+    /// Wait this long before sending: a retry's backoff (zero on a first attempt).
+    pub delay: Duration,
+    pub pending: Pending,
+}
+
+/// Why an upstream request did not give a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchError {
+    Timeout,
+    Connect,
+    /// The body was longer than `read_body` allowed.
+    BodyTooLarge,
+    /// The runtime has no way to reach that host (on Fastly: no backend for it).
+    NoBackend,
+    Other,
+}
+
+/// The fields of the request's log line that only the mirror knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub route: &'static str,
+    pub repository: Option<String>,
+    /// The upstream registry's name.
+    pub upstream: Option<String>,
+    pub user: Option<String>,
+}
+
+/// What the mirror was doing when it asked for a fetch. Opaque to adapters.
+#[derive(Debug)]
+pub struct Pending {
+    state: State,
+    summary: Summary,
+    /// Which attempt the fetch was (1 for the first).
+    attempt: u32,
+    /// What to send again if it is retried.
+    resend: Resend,
+}
+
+/// A copy of a fetch, for its retries (all the mirror's upstream requests are GET or HEAD, so
+/// sending one again is safe).
+#[derive(Debug, Clone)]
+struct Resend {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    read_body: Option<usize>,
+    cache_key: Option<String>,
+}
+
+impl Pending {
+    /// The log fields of a request the adapter finished without the core (a cache hit).
+    pub fn into_summary(self) -> Summary {
+        self.summary
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Fetched the upstream's `/v2/` to learn its challenge, for a token request.
+    LearnChallenge(TokenRequest),
+    /// Fetched the upstream token.
+    UpstreamToken(TokenRequest),
+    /// Fetched a manifest, blob or tag list from the registry.
+    Resource(ResourceRequest),
+    /// Fetched Docker Hub's search.
+    Search,
+    /// Followed a redirect to storage (`hops` so far).
+    Storage {
+        resource: ResourceRequest,
+        url: String,
+        hops: u8,
+    },
+}
+
+/// A `/token` request, decided and waiting for the upstream.
+#[derive(Debug)]
+struct TokenRequest {
+    registry: usize,
+    /// In the upstream's names: `repository:library/alpine:pull`.
+    scopes: Vec<String>,
+    credentials: Option<BasicCredentials>,
+    origin: Origin,
+}
+
+/// A manifest, blob or tags request, decided and waiting for the upstream.
+#[derive(Debug)]
+struct ResourceRequest {
+    route: Route,
+    resolved: Resolved,
+    method: Method,
+    /// The client headers that may go on to storage, if the registry redirects there.
+    storage_headers: HeaderMap,
+    origin: Origin,
+}
+
+/// How clients reach the mirror: the realm and service of its challenge come from here.
+#[derive(Debug, Clone)]
+struct Origin {
+    scheme: String,
+    host: String,
+}
+
+impl Origin {
+    fn realm(&self) -> String {
+        format!("{}://{}/token", self.scheme, self.host)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedChallenge {
+    challenge: Challenge,
+    learnt_at: u64,
+}
+
+/// The proxy core: the configuration, and the upstream challenges it has learnt.
+pub struct Mirror {
+    config: Config,
+    challenges: Mutex<Vec<Option<CachedChallenge>>>,
+}
+
+impl Mirror {
+    pub fn new(config: Config) -> Mirror {
+        let count = config.registries.iter().count();
+        Mirror {
+            config,
+            challenges: Mutex::new(vec![None; count]),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The first step of a request.
+    pub fn start(&self, incoming: &Incoming, now: SystemTime) -> Step {
+        let now = unix_seconds(now);
+        let head = incoming.head;
+        let mut summary = Summary {
+            route: "invalid",
+            ..Summary::default()
+        };
+        if let Err(e) = check_bounds(incoming) {
+            return answer_error(&head.method, e, summary);
+        }
+        let route = match route::route(&head.method, head.uri.path()) {
+            Ok(route) => route,
+            Err(e) => return answer_error(&head.method, e, summary),
+        };
+        summary.route = route.label();
+        summary.repository = route.repository().map(str::to_string);
+        let origin = match self.origin(incoming) {
+            Ok(origin) => origin,
+            Err(e) => return answer_error(&head.method, e, summary),
+        };
+        match route {
+            Route::Health => answer_json(
+                &head.method,
+                StatusCode::OK,
+                br#"{"status":"ok"}"#.to_vec(),
+                summary,
+            ),
+            Route::Ping => self.ping(incoming, &origin, now, summary),
+            Route::Page => {
+                let query_lang = query_param(head.uri.query(), "lang");
+                let language = crate::page::Language::choose(
+                    query_lang.as_deref(),
+                    header_str(&head.headers, "accept-language"),
+                );
+                let html =
+                    crate::page::render(&self.config, &origin.scheme, &origin.host, language);
+                answer_html(&head.method, html, summary)
+            }
+            Route::Search => self.search(incoming, summary),
+            Route::Token => self.token(incoming, origin, now, summary),
+            Route::Manifest { .. } | Route::Blob { .. } | Route::Tags { .. } => {
+                self.resource(incoming, route, origin, now, summary)
+            }
+        }
+    }
+
+    /// The next step, given the head (and, when asked for, the body) of the upstream's response.
+    pub fn resume(
+        &self,
+        pending: Pending,
+        head: response::Parts,
+        body: Option<Vec<u8>>,
+        now: SystemTime,
+    ) -> Step {
+        let now = unix_seconds(now);
+        // A gateway error may pass: send the same request again, a bounded number of times.
+        let pending = if matches!(head.status.as_u16(), 502..=504) {
+            match retry(pending) {
+                Ok(step) => return step,
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        let Pending { state, summary, .. } = pending;
+        match state {
+            State::LearnChallenge(request) => self.challenge_learnt(request, head, now, summary),
+            State::UpstreamToken(request) => {
+                self.upstream_token_answered(request, head, body.unwrap_or_default(), now, summary)
+            }
+            State::Resource(resource) => self.registry_answered(resource, head, now, summary),
+            State::Storage {
+                resource,
+                url,
+                hops,
+            } => self.storage_answered(resource, &url, hops, head, summary),
+            State::Search if head.status.is_success() => Step::Relay(
+                relay_head(head.status, &head.headers, SEARCH_TO_CLIENT),
+                summary,
+            ),
+            State::Search => answer_error(
+                &Method::GET,
+                RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("Docker Hub's search answered {}", head.status.as_u16()),
+                ),
+                summary,
+            ),
+        }
+    }
+
+    /// The next step when an upstream request failed without a response: the registry's
+    /// `UNAVAILABLE`, answered at once.
+    pub fn fail(&self, pending: Pending, error: FetchError) -> Step {
+        // A refused or broken connection may be passing; a timeout has used the time already.
+        let pending = if matches!(error, FetchError::Connect | FetchError::Other) {
+            match retry(pending) {
+                Ok(step) => return step,
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        let Pending { state, summary, .. } = pending;
+        let what = match &state {
+            State::LearnChallenge(_) | State::Resource(_) => "the upstream registry",
+            State::Search => "Docker Hub's search",
+            State::UpstreamToken(_) => "the upstream token service",
+            State::Storage { .. } => "the upstream blob storage",
+        };
+        let why = match error {
+            FetchError::Timeout => "did not answer in time",
+            FetchError::Connect => "could not be reached",
+            FetchError::BodyTooLarge => "sent an answer too large to read",
+            FetchError::NoBackend => "has no backend configured in this deployment",
+            FetchError::Other => "failed",
+        };
+        let method = match &state {
+            State::Resource(r) | State::Storage { resource: r, .. } => r.method.clone(),
+            _ => Method::GET,
+        };
+        answer_error(
+            &method,
+            RegistryError::new(ErrorCode::Unavailable, format!("{what} {why}")),
+            summary,
+        )
+    }
+
+    // ---- Where clients reach the mirror ----
+
+    fn origin(&self, incoming: &Incoming) -> Result<Origin, RegistryError> {
+        if let Some(public) = &self.config.public_url {
+            return Ok(Origin {
+                scheme: public.scheme.clone(),
+                host: public.host.clone(),
+            });
+        }
+        let headers = &incoming.head.headers;
+        let forwarded = |name: &str| {
+            self.config
+                .trust_forwarded_headers
+                .then(|| header_str(headers, name))
+                .flatten()
+                .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+        };
+        let scheme = match forwarded("x-forwarded-proto") {
+            Some(proto) if proto == "http" || proto == "https" => proto,
+            Some(_) => {
+                return Err(RegistryError::new(
+                    ErrorCode::BadRequest,
+                    "bad X-Forwarded-Proto",
+                ))
+            }
+            None => incoming.scheme.to_string(),
+        };
+        let host = forwarded("x-forwarded-host")
+            .or_else(|| header_str(headers, "host").map(str::to_string))
+            .or_else(|| incoming.head.uri.authority().map(|a| a.to_string()))
+            .ok_or_else(|| {
+                RegistryError::new(ErrorCode::BadRequest, "the request names no Host")
+            })?;
+        if !is_valid_host(&host) {
+            return Err(RegistryError::new(ErrorCode::BadRequest, "bad Host header"));
+        }
+        Ok(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+        })
+    }
+
+    // ---- Step 2: who the client is ----
+
+    /// A mirror token from the request, checked, when `WHITE_LIST` is on.
+    fn verified_token(&self, headers: &HeaderMap, now: u64) -> Option<MirrorToken> {
+        let secret = self.config.token_secret.as_ref()?;
+        MirrorToken::verify(&bearer(headers)?, secret, now).ok()
+    }
+
+    fn challenge_response(
+        &self,
+        method: &Method,
+        origin: &Origin,
+        scope: Option<&str>,
+        message: &str,
+        summary: Summary,
+    ) -> Step {
+        let mut response = RegistryError::new(ErrorCode::Unauthorized, message).into_response();
+        let value = auth::challenge_header(&origin.realm(), &origin.host, scope);
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        Step::Answer(for_method(method, response), summary)
+    }
+
+    // ---- /v2/ ----
+
+    fn ping(&self, incoming: &Incoming, origin: &Origin, now: u64, mut summary: Summary) -> Step {
+        let headers = &incoming.head.headers;
+        let admitted = if self.config.whitelist.is_some() {
+            self.verified_token(headers, now).map(|t| {
+                summary.user = Some(t.user);
+            })
+        } else {
+            // Without a whitelist there is nothing to protect: any bearer token is the client's
+            // own upstream token, checked by the upstream when it is used.
+            bearer(headers).map(|_| ())
+        };
+        match admitted {
+            Some(()) => answer_json(
+                &incoming.head.method,
+                StatusCode::OK,
+                b"{}".to_vec(),
+                summary,
+            ),
+            None => self.challenge_response(
+                &incoming.head.method,
+                origin,
+                None,
+                "authentication required",
+                summary,
+            ),
+        }
+    }
+
+    // ---- /token ----
+
+    // ---- /v1/search ----
+
+    /// Docker Hub's search, with only `q`, `n` and `page` passed on.
+    fn search(&self, incoming: &Incoming, summary: Summary) -> Step {
+        let query = incoming.head.uri.query().unwrap_or("");
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        let mut has_q = false;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "q" if value.len() <= MAX_SEARCH_QUERY => {
+                    has_q = true;
+                    out.append_pair("q", &value);
+                }
+                "n" | "page" if value.len() <= 4 && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    out.append_pair(&key, &value);
+                }
+                _ => {}
+            }
+        }
+        if !has_q {
+            let e = RegistryError::new(
+                ErrorCode::BadRequest,
+                "search needs q (at most 256 characters)",
+            );
+            return answer_error(&incoming.head.method, e, summary);
+        }
+        let url = self
+            .config
+            .search_upstream
+            .url(&format!("/v1/search?{}", out.finish()));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        fetch_step(
+            build_request(Method::GET, &url, headers),
+            None,
+            None,
+            State::Search,
+            summary,
+        )
+    }
+
+    // ---- Manifests, blobs and tags ----
+}
+
+// ---- Fetches and their retries ----
+
+/// How many times the mirror sends one upstream request, at most.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The pause before attempt `n + 1`: 100 ms, then 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 4u64.pow(attempt.saturating_sub(1)))
+}
+
+/// A first attempt at an upstream request.
+fn fetch_step(
+    request: Request<Vec<u8>>,
+    read_body: Option<usize>,
+    cache_key: Option<String>,
+    state: State,
+    summary: Summary,
+) -> Step {
+    let resend = Resend {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: request.headers().clone(),
+        read_body,
+        cache_key: cache_key.clone(),
+    };
+    Step::Fetch(Box::new(Fetch {
+        request,
+        read_body,
+        cache_key,
+        delay: Duration::ZERO,
+        pending: Pending {
+            state,
+            summary,
+            attempt: 1,
+            resend,
+        },
+    }))
+}
+
+/// The same request again after a pause, while attempts remain; the pending state back if not.
+fn retry(pending: Pending) -> Result<Step, Box<Pending>> {
+    if pending.attempt >= MAX_ATTEMPTS {
+        return Err(Box::new(pending));
+    }
+    let resend = pending.resend.clone();
+    let mut request = Request::new(Vec::new());
+    *request.method_mut() = resend.method;
+    *request.uri_mut() = resend.uri;
+    *request.headers_mut() = resend.headers;
+    Ok(Step::Fetch(Box::new(Fetch {
+        request,
+        read_body: resend.read_body,
+        cache_key: resend.cache_key,
+        delay: backoff(pending.attempt),
+        pending: Pending {
+            attempt: pending.attempt + 1,
+            ..pending
+        },
+    })))
+}
+
+// ---- Small helpers ----
+
+/// `NAME_UNKNOWN` for a registry no one configured, naming those that are.
+fn name_unknown(unknown: crate::registry::UnknownRegistry) -> RegistryError {
+    RegistryError::new(ErrorCode::NameUnknown, unknown.to_string())
+}
+
+fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    match auth::parse_authorization(headers.get(header::AUTHORIZATION)?.as_bytes()) {
+        Ok(Authorization::Bearer(token)) => Some(token),
+        _ => None,
+    }
+}
+
+/// A host name or address with an optional port; nothing that could bend a URL.
+fn is_valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
+}
+
+fn check_bounds(incoming: &Incoming) -> Result<(), RegistryError> {
+    let uri = &incoming.head.uri;
+    let url_len = uri.path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if url_len > MAX_URL_LEN {
+        return Err(
+            RegistryError::new(ErrorCode::BadRequest, "request URL too long")
+                .with_status(StatusCode::URI_TOO_LONG),
+        );
+    }
+    let header_bytes: usize = incoming
+        .head
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(
+            RegistryError::new(ErrorCode::BadRequest, "request headers too large")
+                .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        );
+    }
+    Ok(())
+}
+
+fn build_request(method: Method, url: &str, headers: HeaderMap) -> Request<Vec<u8>> {
+    let mut request = Request::new(Vec::new());
+    *request.method_mut() = method;
+    // Every URL here was built from a parsed upstream URL or checked by `resolve_location`.
+    *request.uri_mut() = url.parse().unwrap_or_default();
+    *request.headers_mut() = headers;
+    request
+}
+
+#[cfg(test)]
+mod tests;

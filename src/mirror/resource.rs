@@ -1,0 +1,336 @@
+//! Manifests, blobs and tags: admitting the request, asking the registry, and what its answer
+//! means (relay it, follow its redirect to storage, or hand the redirect to the client).
+
+use super::answers::*;
+use super::*;
+
+impl Mirror {
+    pub(super) fn resource(
+        &self,
+        incoming: &Incoming,
+        route: Route,
+        origin: Origin,
+        now: u64,
+        mut summary: Summary,
+    ) -> Step {
+        let head = incoming.head;
+        let name = route.repository().unwrap_or_default().to_string();
+        let ns = query_param(head.uri.query(), "ns");
+        let resolved = match self
+            .config
+            .registries
+            .select(&origin.host, ns.as_deref(), &name)
+        {
+            Ok(resolved) => resolved,
+            Err(unknown) => return answer_error(&head.method, name_unknown(unknown), summary),
+        };
+        let registry = self.config.registries.get(resolved.registry);
+        summary.upstream = Some(registry.name.clone());
+        let scope = format!("repository:{}:pull", resolved.scope_name);
+
+        // Step 2: admit. With WHITE_LIST, only a valid mirror token for this registry opens it.
+        let upstream_token = if self.config.whitelist.is_some() {
+            match self.verified_token(&head.headers, now) {
+                Some(t) if t.registry == registry.name => {
+                    summary.user = Some(t.user);
+                    t.upstream
+                }
+                _ => {
+                    return self.challenge_response(
+                        &head.method,
+                        &origin,
+                        Some(&scope),
+                        "authentication required",
+                        summary,
+                    )
+                }
+            }
+        } else {
+            bearer(&head.headers).filter(|t| t != "anonymous")
+        };
+
+        // Step 3: the upstream request.
+        let path = match &route {
+            Route::Manifest { reference, .. } => {
+                format!(
+                    "/v2/{}/manifests/{}",
+                    resolved.upstream_name,
+                    reference.as_str()
+                )
+            }
+            Route::Blob { digest, .. } => format!("/v2/{}/blobs/{digest}", resolved.upstream_name),
+            Route::Tags { .. } => {
+                let mut path = format!("/v2/{}/tags/list", resolved.upstream_name);
+                let query = tags_query(head.uri.query());
+                if !query.is_empty() {
+                    path.push('?');
+                    path.push_str(&query);
+                }
+                path
+            }
+            _ => unreachable!("only resource routes come here"),
+        };
+        let mut headers = HeaderMap::new();
+        upstream::copy_headers(&head.headers, &mut headers, CLIENT_TO_REGISTRY);
+        if let Some(token) = upstream_token {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                value.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, value);
+            }
+        }
+        let mut storage_headers = HeaderMap::new();
+        upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
+        let url = registry.upstream.url(&path);
+        let cache_key = cache_key(&registry.name, &route, &head.headers);
+        let state = State::Resource(ResourceRequest {
+            route,
+            resolved,
+            method: head.method.clone(),
+            storage_headers,
+            origin,
+        });
+        fetch_step(
+            build_request(head.method.clone(), &url, headers),
+            None,
+            cache_key,
+            state,
+            summary,
+        )
+    }
+
+    /// Step 4, for the registry's answer.
+    pub(super) fn registry_answered(
+        &self,
+        resource: ResourceRequest,
+        head: response::Parts,
+        now: u64,
+        summary: Summary,
+    ) -> Step {
+        let status = head.status;
+        let method = resource.method.clone();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
+            if let (Route::Tags { name }, Some(link)) =
+                (&resource.route, header_str(&head.headers, "link"))
+            {
+                if let Some(link) =
+                    upstream::rewrite_link(link, &resource.resolved.upstream_name, name)
+                {
+                    if let Ok(value) = HeaderValue::from_str(&link) {
+                        out.headers.insert(header::LINK, value);
+                    }
+                }
+            }
+            return Step::Relay(out, summary);
+        }
+        if status.is_redirection() {
+            let url = self
+                .config
+                .registries
+                .get(resource.resolved.registry)
+                .upstream
+                .url("/");
+            return self.redirected(resource, &url, 0, &head, summary);
+        }
+        match status.as_u16() {
+            401 => {
+                self.remember_challenge(resource.resolved.registry, &head.headers, now);
+                let scope = format!("repository:{}:pull", resource.resolved.scope_name);
+                self.challenge_response(
+                    &method,
+                    &resource.origin,
+                    Some(&scope),
+                    "authentication required",
+                    summary,
+                )
+            }
+            429 => answer_too_many(&method, &head.headers, summary),
+            400..=499 => Step::Relay(
+                relay_head(status, &head.headers, REGISTRY_TO_CLIENT),
+                summary,
+            ),
+            code => answer_error(
+                &method,
+                RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("the upstream registry answered {code}"),
+                ),
+                summary,
+            ),
+        }
+    }
+
+    /// A 3xx from the registry or from storage: follow it, or pass it on (`BLOB_REDIRECTS=pass`).
+    pub(super) fn redirected(
+        &self,
+        resource: ResourceRequest,
+        base: &str,
+        hops: u8,
+        head: &response::Parts,
+        summary: Summary,
+    ) -> Step {
+        let method = resource.method.clone();
+        let location =
+            header_str(&head.headers, "location").and_then(|l| upstream::resolve_location(base, l));
+        let Some(location) = location else {
+            return answer_error(
+                &method,
+                RegistryError::new(
+                    ErrorCode::Unavailable,
+                    "the upstream redirected to no usable location",
+                ),
+                summary,
+            );
+        };
+        if hops >= MAX_REDIRECTS {
+            return answer_error(
+                &method,
+                RegistryError::new(
+                    ErrorCode::Unavailable,
+                    "the upstream redirected too many times",
+                ),
+                summary,
+            );
+        }
+        let is_blob = matches!(resource.route, Route::Blob { .. });
+        if is_blob && self.config.blob_redirects == BlobRedirects::Pass {
+            return self.redirect_client(&location, &resource.origin, summary);
+        }
+        let request = build_request(method, &location, resource.storage_headers.clone());
+        let registry = &self.config.registries.get(resource.resolved.registry).name;
+        let cache_key = cache_key(registry, &resource.route, &resource.storage_headers);
+        fetch_step(
+            request,
+            None,
+            cache_key,
+            State::Storage {
+                resource,
+                url: location,
+                hops: hops + 1,
+            },
+            summary,
+        )
+    }
+
+    /// A 307 that sends the client to storage, through a `STORAGE_RELAY` when one serves that host.
+    pub(super) fn redirect_client(
+        &self,
+        location: &str,
+        origin: &Origin,
+        summary: Summary,
+    ) -> Step {
+        let location = self.relayed(location, origin);
+        let mut response = Response::new(Vec::new());
+        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        add_api_version(response.headers_mut());
+        Step::Answer(response, summary)
+    }
+
+    pub(super) fn relayed(&self, location: &str, origin: &Origin) -> String {
+        let Ok(uri) = location.parse::<http::Uri>() else {
+            return location.to_string();
+        };
+        let authority = uri.authority().map(|a| a.as_str().to_ascii_lowercase());
+        let host = uri.host().map(str::to_ascii_lowercase);
+        for relay in &self.config.storage_relays {
+            if Some(&relay.host) == authority.as_ref() || Some(&relay.host) == host.as_ref() {
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                if relay.prefix.starts_with('/') {
+                    return format!("{}://{}{}{path}", origin.scheme, origin.host, relay.prefix);
+                }
+                return format!("{}{path}", relay.prefix);
+            }
+        }
+        location.to_string()
+    }
+
+    /// Step 4, for storage's answer.
+    pub(super) fn storage_answered(
+        &self,
+        resource: ResourceRequest,
+        url: &str,
+        hops: u8,
+        head: response::Parts,
+        summary: Summary,
+    ) -> Step {
+        let status = head.status;
+        if status.is_success() {
+            // Too large to stream in this runtime: the client fetches it from storage itself
+            // (the signed URL needs no credentials), and this response's body is dropped.
+            if let (BlobRedirects::Large(limit), Route::Blob { .. }, &Method::GET) = (
+                self.config.blob_redirects,
+                &resource.route,
+                &resource.method,
+            ) {
+                let length =
+                    header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+                if length.is_none_or(|l| l > limit) {
+                    return self.redirect_client(url, &resource.origin, summary);
+                }
+            }
+            let mut out = relay_head(status, &head.headers, STORAGE_TO_CLIENT);
+            let digest = match &resource.route {
+                Route::Blob { digest, .. } => Some(digest.as_str()),
+                Route::Manifest {
+                    reference: Reference::Digest(digest),
+                    ..
+                } => Some(digest.as_str()),
+                _ => None,
+            };
+            if let Some(value) = digest.and_then(|d| HeaderValue::from_str(d).ok()) {
+                out.headers.insert("docker-content-digest", value);
+            }
+            return Step::Relay(out, summary);
+        }
+        if status.is_redirection() {
+            return self.redirected(resource, url, hops, &head, summary);
+        }
+        answer_error(
+            &resource.method,
+            RegistryError::new(
+                ErrorCode::Unavailable,
+                format!("the upstream blob storage answered {}", status.as_u16()),
+            ),
+            summary,
+        )
+    }
+}
+
+/// The shared-cache key of immutable content: blobs, and manifests by digest, asked for whole.
+/// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
+/// cross registries); the repository is not, so a layer shared by many images is stored once.
+pub(super) fn cache_key(
+    registry: &str,
+    route: &Route,
+    client_headers: &HeaderMap,
+) -> Option<String> {
+    if client_headers.contains_key(header::RANGE) {
+        return None;
+    }
+    let (kind, digest) = match route {
+        Route::Blob { digest, .. } => ("blob", digest),
+        Route::Manifest {
+            reference: Reference::Digest(digest),
+            ..
+        } => ("manifest", digest),
+        _ => return None,
+    };
+    Some(format!("registry-mirror/v1/{registry}/{kind}/{digest}"))
+}
+
+/// The `n` and `last` parameters of a tags list, re-encoded (nothing else goes upstream).
+pub(super) fn tags_query(query: Option<&str>) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "n" || key == "last" {
+            out.append_pair(&key, &value);
+        }
+    }
+    out.finish()
+}
