@@ -81,6 +81,23 @@ mod edge {
         upstream_requests: u32,
     }
 
+    impl Outcome {
+        fn of(
+            response: &Response,
+            summary: Summary,
+            cache: &'static str,
+            upstream_requests: u32,
+        ) -> Outcome {
+            Outcome {
+                status: response.get_status().as_u16(),
+                bytes: content_length(response),
+                summary,
+                cache,
+                upstream_requests,
+            }
+        }
+    }
+
     fn drive(mirror: &Mirror, head: &http::request::Parts, scheme: &str, body: &[u8]) -> Outcome {
         let incoming = Incoming { head, scheme, body };
         let mut step = mirror.start(&incoming, SystemTime::now());
@@ -92,28 +109,20 @@ mod edge {
             step = match step {
                 Step::Answer(response, summary) => {
                     let response = Response::from(response.map(Body::from));
-                    let (status, bytes) =
-                        (response.get_status().as_u16(), content_length(&response));
+                    let outcome = Outcome::of(&response, summary, cache, upstream_requests);
                     send(response);
-                    return Outcome {
-                        status,
-                        bytes,
-                        summary,
-                        cache,
-                        upstream_requests,
-                    };
+                    return outcome;
                 }
                 Step::Relay(parts, summary) => {
                     let body = last_body.take().unwrap_or_else(Body::new);
                     let response = Response::from(http::Response::from_parts(parts, body));
-                    let (status, bytes) =
-                        (response.get_status().as_u16(), content_length(&response));
+                    let mut outcome = Outcome::of(&response, summary, cache, upstream_requests);
                     let storable = head.method == Method::GET
-                        && status == 200
-                        && bytes.is_some_and(|b| b <= MAX_CACHED_OBJECT);
+                        && outcome.status == 200
+                        && outcome.bytes.is_some_and(|b| b <= MAX_CACHED_OBJECT);
                     match transaction.take() {
                         Some(tx) if storable => {
-                            cache = "miss-stored";
+                            outcome.cache = "miss-stored";
                             serve_and_store(tx, response);
                         }
                         Some(tx) => {
@@ -122,13 +131,7 @@ mod edge {
                         }
                         None => send(response),
                     }
-                    return Outcome {
-                        status,
-                        bytes,
-                        summary,
-                        cache,
-                        upstream_requests,
-                    };
+                    return outcome;
                 }
                 Step::Fetch(fetch) => {
                     if let (Some(key), "-") = (&fetch.cache_key, cache) {
@@ -138,16 +141,11 @@ mod edge {
                                 .found()
                                 .and_then(|found| cached_response(&found, &head.method))
                             {
-                                let bytes = content_length(&response);
-                                send(response);
                                 let summary = fetch.pending.into_summary();
-                                return Outcome {
-                                    status: 200,
-                                    bytes,
-                                    summary,
-                                    cache: "hit",
-                                    upstream_requests,
-                                };
+                                let outcome =
+                                    Outcome::of(&response, summary, "hit", upstream_requests);
+                                send(response);
+                                return outcome;
                             }
                             if tx.must_insert_or_update() {
                                 transaction = Some(tx);
