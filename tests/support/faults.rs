@@ -6,7 +6,6 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,16 +48,10 @@ struct Targets {
 
 impl FaultFront {
     pub fn start(registry: &str, token_port: u16, storage_port: u16) -> FaultFront {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let (listener, addr) = super::http_front::bind();
         // A port that was free a moment ago and that nothing will listen on.
-        let dead = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string();
+        let (dead_listener, dead) = super::http_front::bind();
+        drop(dead_listener);
         let targets = Arc::new(Targets {
             registry: registry.to_string(),
             token: format!("127.0.0.1:{token_port}"),
@@ -68,14 +61,15 @@ impl FaultFront {
         });
         let fault = Arc::new(Mutex::new(Fault::None));
         let registry_requests = Arc::new(AtomicUsize::new(0));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let (f, c) = (fault.clone(), registry_requests.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(serve(listener, targets, f, c));
+        super::http_front::serve(listener, move |request| {
+            let (client, targets, fault, count) =
+                (client.clone(), targets.clone(), f.clone(), c.clone());
+            async move { handle(&client, &targets, &fault, &count, request).await }
         });
         FaultFront {
             addr,
@@ -86,44 +80,6 @@ impl FaultFront {
 
     pub fn set(&self, fault: Fault) {
         *self.fault.lock().unwrap() = fault;
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    targets: Arc<Targets>,
-    fault: Arc<Mutex<Fault>>,
-    count: Arc<AtomicUsize>,
-) {
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (client, targets, fault, count) = (
-            client.clone(),
-            targets.clone(),
-            fault.clone(),
-            count.clone(),
-        );
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let (client, targets, fault, count) = (
-                    client.clone(),
-                    targets.clone(),
-                    fault.clone(),
-                    count.clone(),
-                );
-                async move { handle(&client, &targets, &fault, &count, request).await }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

@@ -5,46 +5,19 @@
 //! turn the six `Accept` lines of skopeo and dockerd into one. Bodies stream both ways.
 
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 
 /// Serves on 127.0.0.1 (a port of its own) in a thread of its own; returns the port.
 pub fn start(emulator_port: u16) -> u16 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(serve(listener, emulator_port));
-    });
-    port
-}
-
-async fn serve(listener: std::net::TcpListener, emulator_port: u16) {
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let (listener, addr) = super::http_front::bind();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    super::http_front::serve(listener, move |request| {
         let client = client.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let client = client.clone();
-                async move { forward(&client, emulator_port, request).await }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { forward(&client, emulator_port, request).await }
+    });
+    addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 async fn forward(

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod faults;
 pub mod fixture;
 pub mod function_url;
+pub mod http_front;
 pub mod images;
 pub mod measure;
 pub mod mirrors;

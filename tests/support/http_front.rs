@@ -1,0 +1,51 @@
+//! A small HTTP/1.1 server on 127.0.0.1, in a thread of its own, for the fronts the tests put
+//! between the mirror and its clients or upstreams.
+
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+
+/// A listener on a free port of 127.0.0.1, and its address.
+pub fn bind() -> (std::net::TcpListener, String) {
+    // The fronts' HTTP clients speak rustls, which needs a process-wide provider before the
+    // first client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, addr)
+}
+
+/// Serves every connection on `listener` with `handler`, until the test binary exits. A handler's
+/// error closes the connection without an answer.
+pub fn serve<F, Fut, B, E>(listener: std::net::TcpListener, handler: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<http::Response<B>, E>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(&handler);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+}
