@@ -11,7 +11,7 @@ use support::faults::{Fault, FaultFront};
 use support::fixture::fixture;
 use support::images::V2S2;
 use support::mirrors::{LambdaEmulator, LocalServer, Mirror, Runtime};
-use support::suite::{assert_same_as_direct, curl};
+use support::suite::{assert_same_as_direct, curl, mirror_token};
 
 /// One fault at a time: the front is shared by the tests of this binary.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -61,13 +61,7 @@ fn pull(mirror: &Mirror) {
 }
 
 fn token(mirror: &Mirror) -> String {
-    let (status, out) = curl(mirror, "/token?scope=repository:library/alpine:pull", &[]);
-    assert_eq!(status, 200, "{out}");
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    mirror_token(mirror, "/token?scope=repository:library/alpine:pull", &[])
 }
 
 fn manifest(mirror: &Mirror, token: Option<&str>) -> (u16, String, Duration) {

@@ -282,13 +282,9 @@ impl Mirror {
     ) -> Step {
         let now = unix_seconds(now);
         // A gateway error may pass: send the same request again, a bounded number of times.
-        let pending = if matches!(head.status.as_u16(), 502..=504) {
-            match retry(pending) {
-                Ok(step) => return step,
-                Err(pending) => *pending,
-            }
-        } else {
-            pending
+        let pending = match retry(matches!(head.status.as_u16(), 502..=504), pending) {
+            Ok(step) => return step,
+            Err(pending) => *pending,
         };
         let Pending { state, summary, .. } = pending;
         match state {
@@ -321,13 +317,12 @@ impl Mirror {
     /// `UNAVAILABLE`, answered at once.
     pub fn fail(&self, pending: Pending, error: FetchError) -> Step {
         // A refused or broken connection may be passing; a timeout has used the time already.
-        let pending = if matches!(error, FetchError::Connect | FetchError::Other) {
-            match retry(pending) {
-                Ok(step) => return step,
-                Err(pending) => *pending,
-            }
-        } else {
-            pending
+        let pending = match retry(
+            matches!(error, FetchError::Connect | FetchError::Other),
+            pending,
+        ) {
+            Ok(step) => return step,
+            Err(pending) => *pending,
         };
         let Pending { state, summary, .. } = pending;
         let what = match &state {
@@ -537,9 +532,10 @@ fn fetch_step(
     }))
 }
 
-/// The same request again after a pause, while attempts remain; the pending state back if not.
-fn retry(pending: Pending) -> Result<Step, Box<Pending>> {
-    if pending.attempt >= MAX_ATTEMPTS {
+/// The same request again after a pause, when the failure is `retryable` and attempts remain;
+/// the pending state back if not, to answer with.
+fn retry(retryable: bool, pending: Pending) -> Result<Step, Box<Pending>> {
+    if !retryable || pending.attempt >= MAX_ATTEMPTS {
         return Err(Box::new(pending));
     }
     let resend = pending.resend.clone();

@@ -326,7 +326,7 @@ pub fn containerd() -> &'static Containerd {
 }
 
 impl Containerd {
-    pub fn ctr(&self, namespace: &str, args: &[&str]) -> (bool, String) {
+    fn ctr_command(&self, namespace: &str, args: &[&str]) -> Command {
         let mut command = Command::new(need("ctr"));
         command
             .arg("--address")
@@ -334,7 +334,11 @@ impl Containerd {
             .arg("--namespace")
             .arg(namespace)
             .args(args);
-        try_run(command)
+        command
+    }
+
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> (bool, String) {
+        try_run(self.ctr_command(namespace, args))
     }
 
     /// The digests of the blobs in a namespace's content store.
@@ -349,14 +353,10 @@ impl Containerd {
 
     /// The bytes of one blob, checked against its digest.
     pub fn content_sha256(&self, namespace: &str, digest: &str) -> String {
-        let mut command = Command::new(need("ctr"));
-        command
-            .arg("--address")
-            .arg(&self.socket)
-            .arg("--namespace")
-            .arg(namespace)
-            .args(["content", "get", digest]);
-        let out = command.output().unwrap();
+        let out = self
+            .ctr_command(namespace, &["content", "get", digest])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         format!("sha256:{:x}", Sha256::digest(&out.stdout))
     }

@@ -28,6 +28,16 @@ fn via(mirror: &Mirror, reference: &str) -> String {
     format!("{}/{reference}", mirror.addr)
 }
 
+/// The token the mirror's `/token` answers (asserting a 200 without a refresh token).
+pub fn mirror_token(mirror: &Mirror, path: &str, args: &[&str]) -> String {
+    let (status, out) = curl(mirror, path, args);
+    assert_eq!(status, 200, "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    assert!(!body.contains("refresh_token"), "{body}");
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
 pub fn assert_same_as_direct(
     mirror: &Mirror,
     reference: &str,
@@ -378,18 +388,11 @@ pub fn whitelist_refuses_upstream_forged_and_tampered_tokens(m: &Mirrors) {
     let path = "/v2/library/alpine/manifests/v2s2";
     let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
     // A real mirror token works: the control.
-    let (status, out) = curl(
+    let token = mirror_token(
         mirror,
         "/token?service=x&scope=repository:library/alpine:pull",
         &["-u", &format!("{}:{}", ALICE.0, ALICE.1)],
     );
-    assert_eq!(status, 200, "{out}");
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(!body.contains("refresh_token"));
     let (status, out) = curl(
         mirror,
         path,
@@ -609,12 +612,7 @@ pub fn head_keeps_content_length(m: &Mirrors) {
     let mirror = m.open();
     let image = fixture().images.get(V2S2);
     let raw = raw_manifest(&fixture().registry, V2S2);
-    let token_out = curl(mirror, "/token?scope=repository:alpine:pull", &[]).1;
-    let body = &token_out[token_out.find("\r\n\r\n").unwrap() + 4..];
-    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = mirror_token(mirror, "/token?scope=repository:alpine:pull", &[]);
     let (status, out) = curl(
         mirror,
         "/v2/alpine/manifests/v2s2",
