@@ -27,7 +27,7 @@ mod bench {
     use crate::support::fixture::{fixture, run_dir};
     use crate::support::images::OCI_INDEX;
     use crate::support::measure::{group_peak_rss_mib, percentile_ms, push_blob};
-    use crate::support::mirrors::{LambdaEmulator, LocalServer, Runtime, Viceroy};
+    use crate::support::mirrors::{LocalServer, Runtime, Viceroy, LAMBDA};
     use crate::support::process::{free_port, need, spawn, wait_for_port, Running};
     use sha2::{Digest, Sha256};
     use std::process::Command;
@@ -70,8 +70,6 @@ mod bench {
             "UPSTREAM_DOCKER_IO".to_string(),
             format!("http://{}", fixture.registry),
         )];
-        let mut lambda_settings = upstream.clone();
-        lambda_settings.push(("BLOB_REDIRECTS".into(), "follow".into()));
         let systems = vec![
             System {
                 name: "direct",
@@ -88,8 +86,8 @@ mod bench {
                 Viceroy.start("bench-fastly", &upstream),
             ),
             mirror_system(
-                "registry-mirror, Lambda (emulator)",
-                LambdaEmulator.start("bench-lambda", &lambda_settings),
+                "registry-mirror, Lambda (function URL front)",
+                LAMBDA.start("bench-lambda", &upstream),
             ),
             nginx_proxy(&fixture.registry),
             distribution_proxy(&fixture.registry),

@@ -54,6 +54,10 @@ pub struct Config {
     pub storage_relays: Vec<StorageRelay>,
     /// `UPSTREAM_SEARCH`: where `/v1/search` goes (Docker Hub's index).
     pub search_upstream: UpstreamUrl,
+    /// Not a setting: whether the front before the mirror keeps the `Content-Length` of an answer
+    /// to `HEAD`. Where it may not (a Lambda function URL, see `lambda`), manifest `HEAD` answers
+    /// carry no `Docker-Content-Digest`, so that clients take the manifest by `GET` instead.
+    pub head_lengths_kept: bool,
 }
 
 /// Docker Hub's search API (the v1 index).
@@ -170,6 +174,7 @@ impl Config {
                 }
                 None => UpstreamUrl::parse(DOCKER_HUB_SEARCH).expect("a valid URL"),
             },
+            head_lengths_kept: true,
         })
     }
 }

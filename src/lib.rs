@@ -10,6 +10,7 @@ pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod drive;
 pub mod errors;
+pub mod lambda;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod logging;
 pub mod mirror;

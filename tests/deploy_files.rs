@@ -83,7 +83,7 @@ fn cfn_lint_on_the_translation_catches_a_wrong_invoke_mode() {
     let broken = dir.join("template.yaml");
     std::fs::write(
         &broken,
-        text.replace("InvokeMode: RESPONSE_STREAM\n", "InvokeMode: STREAMING\n"),
+        text.replace("InvokeMode: BUFFERED\n", "InvokeMode: STREAMING\n"),
     )
     .unwrap();
     let (ok, out) = lint_translated(&broken, &dir);
@@ -92,7 +92,7 @@ fn cfn_lint_on_the_translation_catches_a_wrong_invoke_mode() {
 }
 
 #[test]
-fn the_template_streams_from_an_arm64_function_url() {
+fn the_template_serves_an_arm64_function_url_in_the_binarys_invoke_mode() {
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     for needle in [
         "BuildMethod: rust-cargolambda",
@@ -100,7 +100,7 @@ fn the_template_streams_from_an_arm64_function_url() {
         "Runtime: provided.al2023",
         "Architectures: [arm64]",
         "AuthType: NONE",
-        "InvokeMode: RESPONSE_STREAM",
+        &format!("InvokeMode: {}", registry_mirror::lambda::INVOKE_MODE),
         "AWS::SecretsManager::Secret",
         "GenerateSecretString",
         "TOKEN_SECRET_ARN: !Ref TokenSecret",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::faults::{Fault, FaultFront};
 use support::fixture::fixture;
 use support::images::V2S2;
-use support::mirrors::{LambdaEmulator, LocalServer, Mirror, Runtime};
+use support::mirrors::{LocalServer, Mirror, Runtime, LAMBDA};
 use support::suite::{assert_same_as_direct, curl, mirror_token};
 
 /// One fault at a time: the front is shared by the tests of this binary.
@@ -286,7 +286,7 @@ fault_cases!(
 
 fault_cases!(
     lambda,
-    LambdaEmulator,
+    LAMBDA,
     [
         gateway_errors_are_retried,
         dropped_connections_are_retried,

@@ -110,6 +110,13 @@ impl Mirror {
         let method = resource.method.clone();
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
+            // Without a length it can trust, a client must not take a HEAD for the manifest's
+            // descriptor: with no digest, dockerd and containerd ask again with GET.
+            let manifest_head = method == Method::HEAD
+                && matches!(resource.route, Route::Manifest { .. });
+            if manifest_head && !self.config.head_lengths_kept {
+                out.headers.remove("docker-content-digest");
+            }
             if let (Route::Tags { name }, Some(link)) =
                 (&resource.route, header_str(&head.headers, "link"))
             {

@@ -1183,3 +1183,39 @@ fn gateway_errors_and_broken_connections_are_retried_a_bounded_number_of_times()
     );
     assert!(again.read_body.is_some());
 }
+
+/// Behind a Lambda function URL, which may not keep a HEAD answer's length, a manifest HEAD carries
+/// no digest (clients then GET it); a GET keeps its digest, and elsewhere HEAD keeps it too.
+#[test]
+fn manifest_head_has_no_digest_where_head_lengths_are_not_kept() {
+    let lambda = Mirror::new(crate::lambda::config(|_| None).unwrap());
+    let answer = |m: &Mirror, method: Method| {
+        let head = request(method, "/v2/alpine/manifests/3.19", &[]);
+        let fetch = expect_fetch(start(m, &head, 1));
+        expect_relay(m.resume(
+            fetch.pending,
+            upstream_head(
+                200,
+                &[
+                    ("content-type", "application/vnd.oci.image.index.v1+json"),
+                    ("content-length", "1234"),
+                    ("docker-content-digest", "sha256:abc"),
+                ],
+            ),
+            None,
+            at(1),
+        ))
+    };
+    assert!(answer(&lambda, Method::HEAD)
+        .headers
+        .get("docker-content-digest")
+        .is_none());
+    assert_eq!(
+        answer(&lambda, Method::GET).headers["docker-content-digest"],
+        "sha256:abc"
+    );
+    assert_eq!(
+        answer(&mirror(&[]), Method::HEAD).headers["docker-content-digest"],
+        "sha256:abc"
+    );
+}

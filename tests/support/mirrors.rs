@@ -3,13 +3,14 @@
 //! the same cases against every runtime.
 
 use super::fixture::{fixture, run_dir};
+use super::function_url::{self, HeadLength};
 use super::process::{self, spawn, wait_for_port, Running};
 use registry_mirror::upstream::backend_name;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// A mirror runtime: the local server, Fastly under Viceroy, Lambda under its emulator.
+/// A mirror runtime: the local server, Fastly under Viceroy, Lambda behind its function URL.
 pub trait Runtime: Sync + Send + 'static {
     fn name(&self) -> &'static str;
     /// Starts a mirror with `settings` (the fixture's upstream is added by the caller).
@@ -180,78 +181,49 @@ impl Runtime for Viceroy {
     }
 }
 
-/// The Lambda binary under cargo-lambda's emulator (the Lambda Runtime API and function URLs),
-/// behind a stand-in for the function URL's front (`function_url`): a bare host, as dockerd needs. `TOKEN_SECRET` comes from Secrets Manager
-/// (moto) through `TOKEN_SECRET_ARN`, as the SAM template sets it up. Blobs over
-/// `LARGE_BLOB_BYTES` take the redirect path (`BLOB_REDIRECTS=large`, the template's default).
-pub struct LambdaEmulator;
+/// The Lambda binary behind the function URL stand-in (`function_url`), which speaks the Runtime API
+/// to the binary's instances and answers clients in the invoke mode of `template` (the project's
+/// `template.yaml` unless a test gives a copy). `TOKEN_SECRET` comes from Secrets Manager (moto)
+/// through `TOKEN_SECRET_ARN`, as the SAM template sets it up.
+pub struct LambdaFunctionUrl {
+    pub template: Option<PathBuf>,
+    pub head_length: HeadLength,
+}
 
-/// Function instances polling the emulator: Lambda runs one request per instance at a time.
-const LAMBDA_INSTANCES: usize = 6;
+/// The template's own mode; nothing documents that a `HEAD` answer keeps its `Content-Length`,
+/// so the suite runs where it does not.
+pub const LAMBDA: LambdaFunctionUrl = LambdaFunctionUrl {
+    template: None,
+    head_length: HeadLength::Dropped,
+};
 
-impl LambdaEmulator {
-    fn cargo_lambda() -> String {
-        if let Ok(path) = std::env::var("CARGO_LAMBDA") {
-            return path;
-        }
-        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/fixture-venv/bin/cargo-lambda");
-        if venv.exists() {
-            return venv.display().to_string();
-        }
-        if let Ok(python) = std::env::var("FIXTURE_PYTHON") {
-            let beside = std::path::Path::new(&python).with_file_name("cargo-lambda");
-            if beside.exists() {
-                return beside.display().to_string();
-            }
-        }
-        panic!("cargo-lambda is missing: scripts/test installs it (PyPI cargo-lambda) into target/fixture-venv");
+/// Instances of the function: Lambda runs one request per instance at a time.
+const LAMBDA_INSTANCES: usize = 3;
+
+impl LambdaFunctionUrl {
+    pub fn template(&self) -> PathBuf {
+        self.template.clone().unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")
+        })
     }
 }
 
-impl Runtime for LambdaEmulator {
+impl Runtime for LambdaFunctionUrl {
     fn name(&self) -> &'static str {
         "lambda"
     }
 
     fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
         let fixture = fixture();
-        let dir = run_dir().join(format!("lambda-{label}"));
-        std::fs::create_dir_all(&dir).unwrap();
         let log = run_dir().join(format!("mirror-lambda-{label}.log"));
-        let mut processes = Vec::new();
-
-        let emulator_port = process::free_port();
-        let mut emulator = Command::new(Self::cargo_lambda());
-        emulator
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                // A function URL without a CORS configuration passes OPTIONS to the function.
-                "--disable-cors",
-                "-A",
-                "127.0.0.1",
-                "-P",
-            ])
-            .arg(emulator_port.to_string())
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        let emulator_log = dir.join("emulator.log");
-        processes.push(spawn(
-            &format!("cargo lambda {label}"),
-            emulator,
-            &emulator_log,
-        ));
-        wait_for_port(emulator_port, "cargo lambda watch", &emulator_log);
+        let mode = function_url::invoke_mode_in(&self.template());
+        let front = function_url::start(mode, self.head_length);
 
         let mut env: Vec<(String, String)> = settings
             .iter()
             .filter(|(k, _)| k != "TOKEN_SECRET")
             .cloned()
             .collect();
-        if !env.iter().any(|(k, _)| k == "BLOB_REDIRECTS") {
-            env.push(("BLOB_REDIRECTS".into(), "large".into()));
-        }
         if let Some((_, secret)) = settings.iter().find(|(k, _)| k == "TOKEN_SECRET") {
             let arn = fixture.create_secret(
                 &format!("registry-mirror-{label}-{}", std::process::id()),
@@ -263,16 +235,19 @@ impl Runtime for LambdaEmulator {
                 format!("http://127.0.0.1:{}", fixture.moto_port),
             ));
         }
+        let mut processes = Vec::new();
         for _ in 0..LAMBDA_INSTANCES {
             let mut function = Command::new(env!("CARGO_BIN_EXE_registry-mirror-lambda"));
+            // What Lambda sets for a provided.al2023 function (the Runtime API as host:port).
             function
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("AWS_LAMBDA_RUNTIME_API", &front.runtime_api)
+                .env("AWS_LAMBDA_FUNCTION_NAME", "registry-mirror")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-                .env(
-                    "AWS_LAMBDA_RUNTIME_API",
-                    format!("http://127.0.0.1:{emulator_port}/.rt"),
-                )
-                .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+                .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/registry-mirror")
+                .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
                 .env("AWS_ACCESS_KEY_ID", "fixture")
                 .env("AWS_SECRET_ACCESS_KEY", "fixture-secret")
                 .env("AWS_SESSION_TOKEN", "fixture-session")
@@ -284,11 +259,8 @@ impl Runtime for LambdaEmulator {
             processes.push(spawn(&format!("lambda function {label}"), function, &log));
         }
         super::process::wait_for_line(&log, "{", "the Lambda function");
-
-        // The function URL's front: a bare host, repeated headers joined as AWS joins them.
-        let port = super::function_url::start(emulator_port);
         Mirror {
-            addr: format!("127.0.0.1:{port}"),
+            addr: format!("127.0.0.1:{}", front.url_port),
             log,
             _processes: processes,
         }

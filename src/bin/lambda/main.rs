@@ -1,13 +1,11 @@
-//! The AWS Lambda adapter: a function URL with response streaming (`InvokeMode: RESPONSE_STREAM`)
-//! in front of the shared core, driven by the same async driver as the local server. Blob bodies
-//! stream; every other answer (tokens, manifests, errors, HEAD) is a buffered response, since a
-//! function URL renames `Content-Length` on streamed ones and dockerd refuses a manifest without it.
+//! The AWS Lambda adapter: a function URL (`InvokeMode: BUFFERED`, see the core's `lambda` module
+//! for why) in front of the shared core, driven by the same async driver as the local server.
+//! Every answer goes out as one buffered response (payload format 2.0); there is no streaming path,
+//! so the function cannot answer in a mode its URL does not speak.
 //!
 //! Settings are the local server's environment variables, set by `template.yaml`. `TOKEN_SECRET`
 //! is read from Secrets Manager at start (`TOKEN_SECRET_ARN`), never stored in the configuration.
-//! Blobs larger than `LARGE_BLOB_BYTES` are answered with their storage redirect by default
-//! (`BLOB_REDIRECTS=large`): Lambda caps a streamed response at 200 MB and slows it to 2 MB/s after
-//! the first 6 MB.
+//! Blobs larger than `LARGE_BLOB_BYTES` (at most 4 MiB) are answered with their storage redirect.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod secrets;
@@ -15,24 +13,19 @@ mod secrets;
 #[cfg(not(target_arch = "wasm32"))]
 mod function {
     use super::secrets;
-    use http_body_util::{BodyDataStream, BodyExt};
+    use http_body_util::BodyExt;
     use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-    use lambda_http::lambda_runtime::{self, FunctionResponse, MetadataPrelude, StreamResponse};
+    use lambda_http::lambda_runtime;
     use lambda_http::request::LambdaRequest;
     use lambda_http::{service_fn, LambdaEvent};
     use registry_mirror::drive::{Driver, DriverSettings};
+    use registry_mirror::errors::{ErrorCode, RegistryError};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{logging, Config, Mirror};
+    use registry_mirror::{lambda, logging, Mirror};
     use std::collections::HashMap;
     use std::process::ExitCode;
     use std::sync::Arc;
     use std::time::Instant;
-
-    /// The most of a non-blob answer (a manifest, a tag list, an error) read to buffer it; under
-    /// Lambda's 6 MB buffered-response cap, and above distribution's 4 MiB manifest limit.
-    const MAX_BUFFERED: usize = 5 * 1024 * 1024;
-
-    type Answer = FunctionResponse<ApiGatewayV2httpResponse, BodyDataStream<reqwest::Body>>;
 
     pub fn main() -> ExitCode {
         let started = Instant::now();
@@ -57,6 +50,7 @@ mod function {
                 Ok(driver) => Arc::new(driver),
                 Err(e) => {
                     tracing::error!(error = %e, "registry-mirror-lambda cannot start");
+                    report_init_error(&e).await;
                     return ExitCode::FAILURE;
                 }
             };
@@ -92,11 +86,29 @@ mod function {
             settings.insert("TOKEN_SECRET".to_string(), secret);
         }
         let lookup = |key: &str| settings.get(key).cloned();
-        let config = Config::from_lookup(lookup)?;
+        let config = lambda::config(lookup)?;
         Driver::new(Mirror::new(config), DriverSettings::from_lookup(lookup)?)
     }
 
-    async fn answer(driver: &Driver, event: LambdaRequest) -> Answer {
+    /// Tells the Runtime API why the function cannot start (`POST /runtime/init/error`), so that
+    /// Lambda answers the waiting request with an error instead of trying again in silence.
+    async fn report_init_error(message: &str) {
+        let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+            return;
+        };
+        let diagnostic = serde_json::json!({
+            "errorType": "Runtime.InitError",
+            "errorMessage": message,
+        });
+        let _ = reqwest::Client::new()
+            .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+            .header("lambda-runtime-function-error-type", "Runtime.InitError")
+            .body(diagnostic.to_string())
+            .send()
+            .await;
+    }
+
+    async fn answer(driver: &Driver, event: LambdaRequest) -> ApiGatewayV2httpResponse {
         let started = Instant::now();
         // The path and query exactly as the function URL received them: the URI lambda_http
         // builds also takes the Host header in, which must not bend the path.
@@ -116,7 +128,7 @@ mod function {
         }
         let body: &[u8] = body.as_ref();
         let body = &body[..body.len().min(MAX_REQUEST_BODY + 1)];
-        // A function URL is HTTPS; the emulator and proxies in front say otherwise here.
+        // A function URL is HTTPS; a front in the tests says otherwise.
         let scheme = match head
             .headers
             .get("x-forwarded-proto")
@@ -126,52 +138,31 @@ mod function {
             _ => "https",
         };
         let (response, summary) = driver.handle(&head, scheme, body).await;
-        let status = response.status();
-        let bytes = logging::content_length(response.headers());
+        let response = buffered(response).await;
         logging::request_line(
             &head.method,
-            status.as_u16(),
-            bytes,
+            response.status_code as u16,
+            logging::content_length(&response.headers),
             started.elapsed(),
             &summary,
         );
-        // A function URL renames Content-Length on streamed responses, and dockerd and containerd
-        // need it on manifests: everything but a blob's body goes out buffered, which keeps it.
-        let stream =
-            summary.route == "blob" && head.method == http::Method::GET && status.is_success();
-        if stream {
-            streamed(response)
-        } else {
-            buffered(response).await
-        }
+        response
     }
 
-    fn streamed(response: http::Response<reqwest::Body>) -> Answer {
-        let (parts, body) = response.into_parts();
-        FunctionResponse::StreamingResponse(StreamResponse {
-            metadata_prelude: MetadataPrelude {
-                headers: parts.headers,
-                status_code: parts.status,
-                cookies: Vec::new(),
-            },
-            stream: BodyDataStream::new(body),
-        })
-    }
-
-    async fn buffered(response: http::Response<reqwest::Body>) -> Answer {
+    /// The whole answer as payload format 2.0: the body read up to the largest a buffered
+    /// response holds, base64-encoded unless it is text.
+    async fn buffered(response: http::Response<reqwest::Body>) -> ApiGatewayV2httpResponse {
         let (parts, body) = response.into_parts();
         let mut out = ApiGatewayV2httpResponse::default();
         out.status_code = i64::from(parts.status.as_u16());
         out.headers = parts.headers;
-        let bytes = match http_body_util::Limited::new(body, MAX_BUFFERED)
-            .collect()
-            .await
-        {
+        let limit = lambda::LARGEST_RELAYED_BLOB as usize;
+        let bytes = match http_body_util::Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),
             Err(_) => {
-                let error = registry_mirror::errors::RegistryError::new(
-                    registry_mirror::errors::ErrorCode::Unavailable,
-                    "the upstream answer was too large or broke off",
+                let error = RegistryError::new(
+                    ErrorCode::Unavailable,
+                    "the upstream answer was larger than a Lambda response holds, or broke off",
                 )
                 .into_response();
                 out.status_code = 503;
@@ -180,14 +171,15 @@ mod function {
             }
         };
         if !bytes.is_empty() {
-            let is_text = std::str::from_utf8(&bytes).is_ok();
-            out.is_base64_encoded = !is_text;
             out.body = Some(match String::from_utf8(bytes) {
                 Ok(text) => lambda_http::Body::Text(text),
-                Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+                Err(e) => {
+                    out.is_base64_encoded = true;
+                    lambda_http::Body::Binary(e.into_bytes())
+                }
             });
         }
-        FunctionResponse::BufferedResponse(out)
+        out
     }
 }
 
