@@ -48,9 +48,11 @@ pub fn config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String>
             ))
         }
         BlobRedirects::Follow => {
-            return Err("BLOB_REDIRECTS: follow cannot work on Lambda, whose buffered responses \
+            return Err(
+                "BLOB_REDIRECTS: follow cannot work on Lambda, whose buffered responses \
                         hold at most 6 MB: use large (the default) or pass"
-                .to_string())
+                    .to_string(),
+            )
         }
     }
     config.head_lengths_kept = false;
@@ -66,12 +68,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        config(move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        })
+        config(move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
     }
 
     #[test]

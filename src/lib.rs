@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod drive;
+pub mod edge;
 pub mod errors;
 pub mod lambda;
 #[cfg(not(target_arch = "wasm32"))]

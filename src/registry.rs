@@ -84,6 +84,16 @@ pub struct Builtin {
     pub host_setting: &'static str,
 }
 
+/// Where Docker Hub redirects blob downloads: the pull hosts of Docker's own allow-list (docker/docs,
+/// `content/manuals/desktop/setup/allow-list.md`, as of docker/docs #25122; anonymous and Personal
+/// pulls go to the R2 bucket). Fastly has a static backend for each (`fastly.toml`), the CloudFront
+/// relay a route (`template.yaml`), the README a line; tests hold all three to this list.
+pub const DOCKER_HUB_STORAGE_HOSTS: &[&str] = &[
+    "production.cloudflare.docker.com",
+    "production.cloudfront.docker.com",
+    "docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com",
+];
+
 /// The registries built in. `REGISTRIES` picks some of them (default: all).
 pub const BUILTIN: &[Builtin] = &[
     Builtin {

@@ -2,6 +2,7 @@
 //! tools, and `fastly.toml` declares the backends under the names the Fastly binary looks up.
 #![cfg(not(target_arch = "wasm32"))]
 
+use registry_mirror::registry::DOCKER_HUB_STORAGE_HOSTS;
 use registry_mirror::upstream::backend_name;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -138,12 +139,8 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
         }
     }
     let hosts: Vec<&str> = backends.iter().map(|(_, a, _)| a.as_str()).collect();
-    for host in [
-        "registry-1.docker.io",
-        "auth.docker.io",
-        "production.cloudflare.docker.com",
-        "production.cloudfront.docker.com",
-    ] {
+    let hub = ["registry-1.docker.io", "auth.docker.io"];
+    for host in hub.iter().chain(DOCKER_HUB_STORAGE_HOSTS) {
         assert!(
             hosts.contains(&host),
             "fastly.toml declares no backend for {host}"
@@ -158,4 +155,36 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
         );
     }
     assert!(text.contains("registry_mirror_config") && text.contains("registry_mirror_secrets"));
+}
+
+/// Every storage host Docker Hub redirects pulls to has a route in the CloudFront relay (an origin,
+/// a cache behaviour and a `STORAGE_RELAY` entry) and a line in the README.
+#[test]
+fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let relay = template
+        .lines()
+        .find(|l| l.contains("=/_storage/"))
+        .expect("STORAGE_RELAY in template.yaml");
+    for host in DOCKER_HUB_STORAGE_HOSTS {
+        assert!(
+            template.contains(&format!("DomainName: {host}")),
+            "the relay has no origin for {host}"
+        );
+        let prefix = relay
+            .split(',')
+            .find_map(|entry| entry.trim().strip_prefix(&format!("{host}=")))
+            .unwrap_or_else(|| panic!("STORAGE_RELAY has no route for {host}"));
+        let name = prefix.trim_start_matches("/_storage/");
+        assert!(
+            template.contains(&format!("PathPattern: {prefix}/*")),
+            "the relay has no cache behaviour for {prefix}"
+        );
+        assert!(
+            template.contains(&format!("|{name}")) || template.contains(&format!("({name}|")),
+            "the relay's viewer function does not strip {prefix}"
+        );
+        assert!(readme.contains(host), "the README does not list {host}");
+    }
 }

@@ -12,3 +12,40 @@ client_suite!(Viceroy);
 fn second_pull_is_served_from_the_edge_cache() {
     support::suite::second_pull_is_served_from_the_cache(&MIRRORS);
 }
+
+/// Fastly allows a bounded number of Config Store lookups per request (`get` panics past it, and
+/// Viceroy does not count): every request, a pull's and a whitelisted login's, stays within the
+/// mirror's budget, which its log line reports.
+#[test]
+fn every_request_makes_few_store_lookups() {
+    support::suite::skopeo_pulls_short_names(&MIRRORS);
+    support::suite::whitelist_admits_listed_users_with_the_right_password(&MIRRORS);
+    for mirror in [MIRRORS.open(), MIRRORS.whitelist()] {
+        let requests = mirror.requests();
+        assert!(requests.len() > 5, "{}", mirror.log_text());
+        for request in requests {
+            let lookups = request["config_lookups"].as_u64().expect("config_lookups");
+            assert!(
+                (1..=u64::from(registry_mirror::edge::MAX_LOOKUPS)).contains(&lookups),
+                "{request}"
+            );
+        }
+    }
+}
+
+/// A `WHITE_LIST` left in a Config Store key of its own (not in `SETTINGS`) must not leave the
+/// mirror open: every request is refused, and the log says where the setting belongs.
+#[test]
+fn a_whitelist_outside_the_settings_key_closes_the_mirror() {
+    use support::mirrors::{base_settings, Runtime};
+    let mut settings = base_settings();
+    settings.push(("store-key:WHITE_LIST".into(), "alice".into()));
+    let mirror = Viceroy.start("stray-whitelist", &settings);
+    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+    assert_eq!(status, 503, "{out}");
+    assert!(
+        mirror.log_text().contains("SETTINGS"),
+        "{}",
+        mirror.log_text()
+    );
+}

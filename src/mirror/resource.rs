@@ -112,8 +112,8 @@ impl Mirror {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             // Without a length it can trust, a client must not take a HEAD for the manifest's
             // descriptor: with no digest, dockerd and containerd ask again with GET.
-            let manifest_head = method == Method::HEAD
-                && matches!(resource.route, Route::Manifest { .. });
+            let manifest_head =
+                method == Method::HEAD && matches!(resource.route, Route::Manifest { .. });
             if manifest_head && !self.config.head_lengths_kept {
                 out.headers.remove("docker-content-digest");
             }

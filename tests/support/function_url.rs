@@ -69,7 +69,10 @@ pub fn invoke_mode_in(template: &std::path::Path) -> InvokeMode {
     match modes.as_slice() {
         ["BUFFERED"] => InvokeMode::Buffered,
         ["RESPONSE_STREAM"] => InvokeMode::ResponseStream,
-        other => panic!("{}: expected one InvokeMode, found {other:?}", template.display()),
+        other => panic!(
+            "{}: expected one InvokeMode, found {other:?}",
+            template.display()
+        ),
     }
 }
 
@@ -220,7 +223,12 @@ async fn invoke(shared: &Shared, request: http::Request<Incoming>) -> Response<B
         .await
     {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, r#"{"Message":"Request Too Long"}"#),
+        Err(_) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"Message":"Request Too Long"}"#,
+            )
+        }
     };
     let id = format!("{:08x}-front", shared.ids.fetch_add(1, Ordering::Relaxed));
     let event = event(&head, &body, &id);
@@ -241,7 +249,13 @@ async fn invoke(shared: &Shared, request: http::Request<Incoming>) -> Response<B
             done,
         }) => match (shared.mode, streaming) {
             (InvokeMode::Buffered, false) => {
-                buffered(body, done, head.method == http::Method::HEAD, shared.head_length).await
+                buffered(
+                    body,
+                    done,
+                    head.method == http::Method::HEAD,
+                    shared.head_length,
+                )
+                .await
             }
             (InvokeMode::ResponseStream, true) => streamed(body, done).await,
             (mode, _) => raw(body, done, mode).await,
@@ -263,7 +277,12 @@ fn event(head: &http::request::Parts, body: &[u8], id: &str) -> Vec<u8> {
             .filter_map(|v| v.to_str().ok())
             .collect();
         if name == http::header::COOKIE {
-            cookies.extend(values.iter().flat_map(|v| v.split("; ")).map(str::to_string));
+            cookies.extend(
+                values
+                    .iter()
+                    .flat_map(|v| v.split("; "))
+                    .map(str::to_string),
+            );
             continue;
         }
         headers.insert(name.as_str().to_string(), values.join(",").into());
@@ -315,7 +334,9 @@ fn event(head: &http::request::Parts, body: &[u8], id: &str) -> Vec<u8> {
         event["body"] = if text {
             String::from_utf8_lossy(body).into()
         } else {
-            base64::engine::general_purpose::STANDARD.encode(body).into()
+            base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into()
         };
     }
     serde_json::to_vec(&event).unwrap()
@@ -334,7 +355,10 @@ async fn buffered(
         .map(|b| b.to_bytes());
     let _ = done.send(());
     let Ok(payload) = payload else {
-        return plain(StatusCode::BAD_GATEWAY, r#"{"Message":"payload too large"}"#);
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            r#"{"Message":"payload too large"}"#,
+        );
     };
     let json: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
     let Some(answer) = json.filter(|v| v.get("statusCode").is_some()) else {
@@ -403,7 +427,10 @@ async fn raw(body: Incoming, done: oneshot::Sender<()>, mode: InvokeMode) -> Res
     match (payload, mode) {
         (Ok(payload), InvokeMode::Buffered) => Response::new(full(payload)),
         (Ok(payload), InvokeMode::ResponseStream) => Response::new(unsized_body(vec![payload])),
-        (Err(_), _) => plain(StatusCode::BAD_GATEWAY, r#"{"Message":"payload too large"}"#),
+        (Err(_), _) => plain(
+            StatusCode::BAD_GATEWAY,
+            r#"{"Message":"payload too large"}"#,
+        ),
     }
 }
 
@@ -461,7 +488,9 @@ async fn streamed(mut body: Incoming, done: oneshot::Sender<()>) -> Response<Bod
             return;
         }
         while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             sent += data.len() as u64;
             let item = if sent > STREAMED_PAYLOAD_LIMIT {
                 Err(std::io::Error::other("the stream passed Lambda's cap"))
@@ -496,7 +525,9 @@ fn set(headers: &mut HeaderMap, name: &str, value: &str) {
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A body whose length hyper does not know, so it writes none.

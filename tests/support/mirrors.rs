@@ -145,7 +145,10 @@ impl Runtime for Viceroy {
             "[local_server.config_stores.registry_mirror_config]\nformat = \"inline-toml\"\n\n",
         );
         toml.push_str("[local_server.config_stores.registry_mirror_config.contents]\n");
+        // Every setting in one key, as the README says to store them; `store-key:NAME` puts one
+        // in a key of its own instead (as an older README said), to test that the mirror refuses.
         let mut secrets = Vec::new();
+        let mut document = serde_json::Map::new();
         for (key, value) in settings {
             if key == "TOKEN_SECRET" {
                 secrets.push(format!(
@@ -153,10 +156,17 @@ impl Runtime for Viceroy {
                     toml_string(key),
                     toml_string(value)
                 ));
-            } else {
+            } else if let Some(key) = key.strip_prefix("store-key:") {
                 toml.push_str(&format!("{key} = {}\n", toml_string(value)));
+            } else {
+                document.insert(key.clone(), value.clone().into());
             }
         }
+        toml.push_str(&format!(
+            "{} = {}\n",
+            registry_mirror::edge::SETTINGS_KEY,
+            toml_string(&serde_json::Value::Object(document).to_string())
+        ));
         toml.push_str(&format!(
             "\n[local_server.secret_stores]\nregistry_mirror_secrets = [{}]\n",
             secrets.join(", ")
@@ -274,7 +284,7 @@ pub const GHCR_HOST: &str = "ghcr.localtest";
 
 /// The settings every mirror in the tests has: Docker Hub and ghcr.io are the fixture's
 /// registries, and search is the fixture's.
-fn base_settings() -> Vec<(String, String)> {
+pub fn base_settings() -> Vec<(String, String)> {
     let fixture = fixture();
     vec![
         (

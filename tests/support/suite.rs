@@ -613,28 +613,48 @@ pub fn head_keeps_content_length(m: &Mirrors) {
     let image = fixture().images.get(V2S2);
     let raw = raw_manifest(&fixture().registry, V2S2);
     let token = mirror_token(mirror, "/token?scope=repository:alpine:pull", &[]);
-    let (status, out) = curl(
-        mirror,
-        "/v2/alpine/manifests/v2s2",
-        &[
-            "-I",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-        ],
-    );
-    assert_eq!(status, 200, "{out}");
-    let lower = out.to_ascii_lowercase();
+    let ask = |method: &str| {
+        let (status, out) = curl(
+            mirror,
+            "/v2/alpine/manifests/v2s2",
+            &[
+                if method == "HEAD" { "-I" } else { "-s" },
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            ],
+        );
+        assert_eq!(status, 200, "{out}");
+        let head = out[..out.find("\r\n\r\n").unwrap_or(out.len())].to_ascii_lowercase();
+        let length = head.contains(&format!("content-length: {}\r\n", raw.len()))
+            || head.ends_with(&format!("content-length: {}", raw.len()));
+        let digest = head.contains(&format!("docker-content-digest: {}", image.manifest_digest));
+        (length, digest, out)
+    };
+    // A GET always carries both, as dockerd needs.
+    let (length, digest, out) = ask("GET");
     assert!(
-        lower.contains(&format!("content-length: {}\r\n", raw.len())),
-        "HEAD lacks the manifest's Content-Length {}: {out}",
+        length && digest,
+        "GET lacks Content-Length {} or the digest: {out}",
         raw.len()
     );
-    assert!(
-        lower.contains(&format!("docker-content-digest: {}", image.manifest_digest)),
-        "{out}"
-    );
+    let (length, digest, out) = ask("HEAD");
+    if m.runtime().name() == "lambda" {
+        // Behind a function URL nothing says a HEAD keeps its length (the stand-in drops it): the
+        // mirror sends no digest, so dockerd and containerd take the manifest by GET instead.
+        assert!(
+            !digest,
+            "a manifest HEAD behind a function URL names its digest: {out}"
+        );
+    } else {
+        assert!(
+            length,
+            "HEAD lacks the manifest's Content-Length {}: {out}",
+            raw.len()
+        );
+        assert!(digest, "{out}");
+    }
 }
 
 // ---- More registries, the page and search ----

@@ -1,0 +1,213 @@
+//! The Fastly Compute adapter (wasm32-wasip1): takes the client's request, drives the shared core,
+//! sends each upstream request to a backend, and answers, streaming bodies host-side.
+//!
+//! Settings come from one key of the Config Store `registry_mirror_config` (see the core's `edge`
+//! module: Fastly limits lookups per request), `TOKEN_SECRET` from the Secret Store
+//! `registry_mirror_secrets`. Immutable content (blobs, manifests by digest) is kept in Fastly's
+//! cache, so the second pull of a layer at a POP costs no upstream traffic. Backend requests per
+//! client request, well under Fastly's 32: at most 6 (a blob through the most redirects).
+
+#[cfg(target_arch = "wasm32")]
+mod cache;
+#[cfg(target_arch = "wasm32")]
+mod upstream;
+
+#[cfg(target_arch = "wasm32")]
+mod compute {
+    use crate::cache::{cached_response, serve_and_store};
+    use crate::upstream::fetch_upstream;
+    use fastly::cache::core::{CacheKey, Transaction};
+    use fastly::http::FramingHeadersMode;
+    use fastly::{Body, ConfigStore, Request, Response, SecretStore};
+    use http::{header, Method};
+    use registry_mirror::edge::{self, Outcome};
+    use registry_mirror::mirror::{Incoming, Mirror, Step, Summary, MAX_REQUEST_BODY};
+    use registry_mirror::Config;
+    use std::cell::Cell;
+    use std::io::Read;
+    use std::time::{Instant, SystemTime};
+
+    pub const CONFIG_STORE: &str = "registry_mirror_config";
+    pub const SECRET_STORE: &str = "registry_mirror_secrets";
+
+    pub fn main() {
+        let started = Instant::now();
+        let mut client = Request::from_client();
+        let method = client.get_method().clone();
+        let lookups = Cell::new(0);
+        let config = match load_config(&lookups) {
+            Ok(config) => config,
+            Err(e) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"msg": "configuration error", "error": e})
+                );
+                let error = registry_mirror::errors::RegistryError::new(
+                    registry_mirror::errors::ErrorCode::Unavailable,
+                    "the mirror is misconfigured; see its log",
+                );
+                send(Response::from(error.into_response().map(Body::from)));
+                return;
+            }
+        };
+        let mirror = Mirror::new(config);
+        let body = if method == Method::POST {
+            let mut bytes = Vec::new();
+            let _ = client
+                .take_body()
+                .take(MAX_REQUEST_BODY as u64 + 1)
+                .read_to_end(&mut bytes);
+            bytes
+        } else {
+            Vec::new()
+        };
+        let scheme = client.get_url().scheme().to_string();
+        let (head, _) = http::Request::<Body>::from(client).into_parts();
+        let outcome = drive(&mirror, &head, &scheme, &body);
+        println!(
+            "{}",
+            outcome.log_line(&method, started.elapsed(), lookups.get())
+        );
+    }
+
+    fn outcome(response: &Response, summary: Summary, cache: &'static str, n: u32) -> Outcome {
+        Outcome {
+            status: response.get_status().as_u16(),
+            bytes: content_length(response),
+            summary,
+            cache,
+            upstream_requests: n,
+        }
+    }
+
+    fn drive(mirror: &Mirror, head: &http::request::Parts, scheme: &str, body: &[u8]) -> Outcome {
+        let incoming = Incoming { head, scheme, body };
+        let mut step = mirror.start(&incoming, SystemTime::now());
+        let mut last_body: Option<Body> = None;
+        let mut transaction: Option<Transaction> = None;
+        let mut cache = "-";
+        let mut upstream_requests = 0;
+        loop {
+            step = match step {
+                Step::Answer(response, summary) => {
+                    let response = Response::from(response.map(Body::from));
+                    let outcome = outcome(&response, summary, cache, upstream_requests);
+                    send(response);
+                    return outcome;
+                }
+                Step::Relay(parts, summary) => {
+                    let body = last_body.take().unwrap_or_else(Body::new);
+                    let response = Response::from(http::Response::from_parts(parts, body));
+                    let mut outcome = outcome(&response, summary, cache, upstream_requests);
+                    let storable = edge::storable(&head.method, outcome.status, outcome.bytes);
+                    match transaction.take() {
+                        Some(tx) if storable => {
+                            outcome.cache = "miss-stored";
+                            serve_and_store(tx, response);
+                        }
+                        Some(tx) => {
+                            let _ = tx.cancel_insert_or_update();
+                            send(response);
+                        }
+                        None => send(response),
+                    }
+                    return outcome;
+                }
+                Step::Fetch(fetch) => {
+                    if let (Some(key), "-") = (&fetch.cache_key, cache) {
+                        cache = "miss";
+                        if let Ok(tx) = Transaction::lookup(CacheKey::from(key.clone())).execute() {
+                            if let Some(response) = tx
+                                .found()
+                                .and_then(|found| cached_response(&found, &head.method))
+                            {
+                                let summary = fetch.pending.into_summary();
+                                let outcome = outcome(&response, summary, "hit", upstream_requests);
+                                send(response);
+                                return outcome;
+                            }
+                            if tx.must_insert_or_update() {
+                                transaction = Some(tx);
+                            }
+                        }
+                    }
+                    if !fetch.delay.is_zero() {
+                        std::thread::sleep(fetch.delay);
+                    }
+                    upstream_requests += 1;
+                    match fetch_upstream(fetch.request, fetch.read_body) {
+                        Ok((head, small, stream)) => {
+                            last_body = stream;
+                            mirror.resume(fetch.pending, head, small, SystemTime::now())
+                        }
+                        Err(error) => mirror.fail(fetch.pending, error),
+                    }
+                }
+            };
+        }
+    }
+
+    pub fn content_length(response: &Response) -> Option<u64> {
+        response
+            .get_header_str(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Sends the response, keeping `Content-Length` as given (HEAD answers and streamed blobs too).
+    pub fn send(mut response: Response) {
+        if response.contains_header(header::CONTENT_LENGTH) {
+            response.set_framing_headers_mode(FramingHeadersMode::ManuallyFromHeaders);
+        }
+        response.send_to_client();
+    }
+
+    /// The settings from the one key that holds them all, in at most [`edge::MAX_LOOKUPS`] store
+    /// lookups, each with `try_get` (which answers an error where `get` would panic).
+    fn load_config(lookups: &Cell<u32>) -> Result<Config, String> {
+        let config = ConfigStore::try_open(CONFIG_STORE).ok();
+        let secrets = SecretStore::open(SECRET_STORE).ok();
+        let counted = || {
+            lookups.set(lookups.get() + 1);
+            match lookups.get() <= edge::MAX_LOOKUPS {
+                true => Ok(()),
+                false => Err("too many store lookups for one request".to_string()),
+            }
+        };
+        let lookup = |key: &str| -> Result<Option<String>, String> {
+            counted()?;
+            Ok(config.as_ref().and_then(|c| c.try_get(key).ok().flatten()))
+        };
+        let settings = match lookup(edge::SETTINGS_KEY)? {
+            Some(document) => edge::parse_settings(&document)?,
+            // Fail closed: a whitelist left as a key of its own must not leave the mirror open.
+            None if lookup("WHITE_LIST")?.is_some() => {
+                return Err(format!(
+                    "WHITE_LIST is a key of its own: every setting goes in the {} key",
+                    edge::SETTINGS_KEY
+                ))
+            }
+            None => Default::default(),
+        };
+        counted()?;
+        let secret = secrets
+            .as_ref()
+            .and_then(|s| s.try_get("TOKEN_SECRET").ok().flatten())
+            .and_then(|s| String::from_utf8(s.plaintext().to_vec()).ok());
+        Config::from_lookup(|key| match key {
+            "TOKEN_SECRET" => secret.clone(),
+            _ => settings.get(key).cloned(),
+        })
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    compute::main()
+}
+
+/// This binary is for Fastly Compute only.
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("registry-mirror-fastly runs on Fastly Compute: cargo build --release --target wasm32-wasip1 --bin registry-mirror-fastly");
+    std::process::exit(2);
+}
