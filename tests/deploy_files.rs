@@ -80,7 +80,7 @@ fn cfn_lint_accepts_the_translated_template() {
 fn cfn_lint_on_the_translation_catches_a_wrong_invoke_mode() {
     let dir = scratch("bad");
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    assert!(text.contains("InvokeMode: RESPONSE_STREAM\n"));
+    assert!(text.contains("InvokeMode: BUFFERED\n"));
     let broken = dir.join("template.yaml");
     std::fs::write(
         &broken,
@@ -142,7 +142,7 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
     let hub = ["registry-1.docker.io", "auth.docker.io"];
     for host in hub.iter().chain(DOCKER_HUB_STORAGE_HOSTS) {
         assert!(
-            hosts.contains(&host),
+            hosts.contains(host),
             "fastly.toml declares no backend for {host}"
         );
     }
@@ -174,7 +174,12 @@ fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
         );
         let prefix = relay
             .split(',')
-            .find_map(|entry| entry.trim().strip_prefix(&format!("{host}=")))
+            .find_map(|entry| {
+                entry
+                    .trim()
+                    .trim_start_matches("- ")
+                    .strip_prefix(&format!("{host}="))
+            })
             .unwrap_or_else(|| panic!("STORAGE_RELAY has no route for {host}"));
         let name = prefix.trim_start_matches("/_storage/");
         assert!(

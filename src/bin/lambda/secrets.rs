@@ -1,11 +1,11 @@
 //! Reads `TOKEN_SECRET` from AWS Secrets Manager at start, so that the secret never sits in the
-//! function's configuration: one `GetSecretValue` call, signed with Signature Version 4 under the
-//! function's own role credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! function's configuration: one `GetSecretValue` call, signed with Signature Version 4 (the
+//! `aws-sigv4` crate) under the function's own role credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN`, `AWS_REGION`, all set by Lambda). `AWS_ENDPOINT_URL_SECRETS_MANAGER`
 //! overrides the endpoint, as it does for the AWS SDKs.
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
 use std::time::{Duration, SystemTime};
 
 /// The role credentials and region Lambda gives a function.
@@ -44,26 +44,21 @@ pub async fn get_secret_string(secret_id: &str) -> Result<String, String> {
             )
         });
     let endpoint = endpoint.trim_end_matches('/').to_string();
-    let host = endpoint
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("bad Secrets Manager endpoint {endpoint:?}"))?
-        .to_string();
     let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret_id })).expect("JSON");
-    let signed = sign(&credentials, &host, &body, SystemTime::now());
+    let url = format!("{endpoint}/");
+    let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)];
+    let signed = signed_headers(&credentials, &url, &headers, &body, SystemTime::now())?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut request = client
-        .post(format!("{endpoint}/"))
-        .header("content-type", CONTENT_TYPE)
-        .header("x-amz-target", TARGET)
-        .header("x-amz-date", &signed.amz_date)
-        .header("authorization", &signed.authorization)
-        .body(body);
-    if let Some(token) = &credentials.session_token {
-        request = request.header("x-amz-security-token", token);
+    let mut request = client.post(url).body(body);
+    for (name, value) in headers
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
+        request = request.header(name, value);
     }
     let response = request
         .send()
@@ -87,135 +82,99 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const TARGET: &str = "secretsmanager.GetSecretValue";
 const SERVICE: &str = "secretsmanager";
 
-pub struct Signed {
-    pub amz_date: String,
-    pub authorization: String,
-}
-
-/// Signature Version 4 of a `GetSecretValue` POST to `host`.
-pub fn sign(credentials: &Credentials, host: &str, body: &[u8], now: SystemTime) -> Signed {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stamp = registry_mirror::token::rfc3339(secs); // YYYY-MM-DDTHH:MM:SSZ
-    let amz_date: String = stamp
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect(); // YYYYMMDDTHHMMSSZ
-    let date = &amz_date[..8];
-
-    let mut headers = vec![
-        ("content-type", CONTENT_TYPE.to_string()),
-        ("host", host.to_string()),
-        ("x-amz-date", amz_date.clone()),
-        ("x-amz-target", TARGET.to_string()),
-    ];
-    if let Some(token) = &credentials.session_token {
-        headers.push(("x-amz-security-token", token.clone()));
-    }
-    headers.sort();
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-        .collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical_request = format!(
-        "POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}",
-        hex(&Sha256::digest(body))
-    );
-    let scope = format!("{date}/{}/{SERVICE}/aws4_request", credentials.region);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let key = [credentials.region.as_str(), SERVICE, "aws4_request"]
-        .iter()
-        .fold(
-            hmac(
-                format!("AWS4{}", credentials.secret_access_key).as_bytes(),
-                date.as_bytes(),
-            ),
-            |key, part| hmac(&key, part.as_bytes()),
-        );
-    let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
-    Signed {
-        authorization: format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            credentials.access_key_id
-        ),
-        amz_date,
-    }
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The headers Signature Version 4 adds to a `POST` of `body` to `url` (`authorization`,
+/// `x-amz-date`, and `x-amz-security-token` with a session token).
+pub fn signed_headers(
+    credentials: &Credentials,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
+    let identity = aws_credential_types::Credentials::new(
+        &credentials.access_key_id,
+        &credentials.secret_access_key,
+        credentials.session_token.clone(),
+        None,
+        "lambda-environment",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&credentials.region)
+        .name(SERVICE)
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("cannot sign: {e}"))?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn credentials() -> Credentials {
+    fn credentials(session_token: Option<&str>) -> Credentials {
         Credentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            session_token: None,
+            session_token: session_token.map(str::to_string),
             region: "us-east-1".into(),
         }
     }
 
-    /// The signing key derivation, checked against the example in AWS's Signature Version 4 guide
-    /// ("Examples of how to derive a signing key"): secret, 20120215, us-east-1, iam.
+    fn sign_at(credentials: &Credentials, body: &[u8]) -> Vec<(String, String)> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_199);
+        let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)];
+        let url = "https://secretsmanager.us-east-1.amazonaws.com/";
+        signed_headers(credentials, url, &headers, body, now).unwrap()
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+    }
+
     #[test]
-    fn signing_key_matches_the_aws_example() {
-        let key = ["us-east-1", "iam", "aws4_request"].iter().fold(
-            hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20120215"),
-            |key, part| hmac(&key, part.as_bytes()),
+    fn authorization_names_the_scope_the_headers_and_the_date() {
+        let signed = sign_at(&credentials(None), b"{}");
+        assert_eq!(header(&signed, "x-amz-date"), "20261130T235959Z");
+        let authorization = header(&signed, "authorization");
+        assert!(
+            authorization.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/secretsmanager/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
+            ),
+            "{authorization}"
         );
-        assert_eq!(
-            hex(&key),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+        assert_eq!(sign_at(&credentials(None), b"{}"), signed);
+        assert_ne!(
+            header(&sign_at(&credentials(None), b"{ }"), "authorization"),
+            authorization
         );
     }
 
     #[test]
-    fn authorization_names_the_scope_and_headers() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_199);
-        let signed = sign(
-            &credentials(),
-            "secretsmanager.us-east-1.amazonaws.com",
-            b"{}",
-            now,
-        );
-        assert_eq!(signed.amz_date, "20261130T235959Z");
-        assert!(signed.authorization.starts_with(
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/secretsmanager/aws4_request, \
-             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
-        ));
-        let again = sign(
-            &credentials(),
-            "secretsmanager.us-east-1.amazonaws.com",
-            b"{}",
-            now,
-        );
-        assert_eq!(signed.authorization, again.authorization);
-        let other = sign(
-            &credentials(),
-            "secretsmanager.us-east-1.amazonaws.com",
-            b"{ }",
-            now,
-        );
-        assert_ne!(signed.authorization, other.authorization);
+    fn a_session_token_is_sent_and_signed() {
+        let signed = sign_at(&credentials(Some("session")), b"{}");
+        assert_eq!(header(&signed, "x-amz-security-token"), "session");
+        assert!(header(&signed, "authorization").contains("x-amz-security-token"));
     }
 }
