@@ -43,6 +43,8 @@ mod bench {
         addr: String,
         /// Process groups whose peak RSS counts.
         groups: Vec<i32>,
+        /// The mirror's log, for the Lambda cost lines.
+        log: Option<std::path::PathBuf>,
         _running: Vec<Running>,
     }
 
@@ -75,6 +77,7 @@ mod bench {
                 name: "direct",
                 addr: fixture.registry.clone(),
                 groups: vec![],
+                log: None,
                 _running: vec![],
             },
             mirror_system(
@@ -99,6 +102,7 @@ mod bench {
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let mut direct_mbps = 0.0;
         let mut data = String::from("# system mbps p50_ms\n");
+        let mut lambda_costs = Vec::new();
         for system in &systems {
             let mut mbps: Vec<f64> = (0..ROUNDS)
                 .map(|_| {
@@ -119,9 +123,18 @@ mod bench {
             let latency = runtime.block_on(manifest_latency(&client, &system.addr));
             let (p50, p99) = (percentile_ms(&latency, 50.0), percentile_ms(&latency, 99.0));
             let before = upstream_requests();
-            let cold = skopeo_copy(&system.addr);
+            let logged_before = system
+                .log
+                .as_ref()
+                .map(|log| answers(log).len())
+                .unwrap_or(0);
+            let (cold, sizes) = skopeo_copy(&system.addr);
+            if system.name.contains("Lambda") {
+                let answers = answers(system.log.as_ref().unwrap());
+                lambda_costs.push(lambda_cost(&answers[logged_before..], &sizes));
+            }
             let cold_requests = upstream_requests() - before;
-            let warm = skopeo_copy(&system.addr);
+            let (warm, _) = skopeo_copy(&system.addr);
             let rss = system
                 .groups
                 .iter()
@@ -149,6 +162,10 @@ mod bench {
                 system.name.replace("registry-mirror, ", "")
             ));
         }
+        for cost in lambda_costs {
+            println!();
+            println!("{cost}");
+        }
         let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/compare.dat");
         std::fs::write(&out, data).unwrap();
         println!();
@@ -161,8 +178,68 @@ mod bench {
             name,
             addr: mirror.addr,
             groups,
+            log: Some(mirror.log),
             _running: mirror._processes,
         }
+    }
+
+    /// (route, status, bytes) of each answer in a mirror's log.
+    fn answers(log: &std::path::Path) -> Vec<(String, u64, u64)> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(&line[line.find('{')?..]).ok()
+            })
+            .filter(|v| v["message"] == "request" || v["msg"] == "request")
+            .map(|v| {
+                (
+                    v["route"].as_str().unwrap_or("").to_string(),
+                    v["status"].as_u64().unwrap_or(0),
+                    v["bytes"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// What one cold pull through the Lambda function would cost on AWS: the bytes that go through
+    /// the function (a buffered payload base64-encodes a blob, 4/3 of it), and the seconds that
+    /// Lambda's 2 MB/s after the first 6 MB of a streamed response would add had the blobs
+    /// streamed (`RESPONSE_STREAM`); in the template's `BUFFERED` mode nothing streams.
+    fn lambda_cost(answers: &[(String, u64, u64)], pulled: &[u64]) -> String {
+        const MB: f64 = 1_000_000.0;
+        let through: u64 = answers.iter().map(|(_, _, bytes)| bytes).sum();
+        let payload: u64 = answers
+            .iter()
+            .map(|(route, _, bytes)| {
+                if route == "blob" {
+                    bytes.div_ceil(3) * 4
+                } else {
+                    *bytes
+                }
+            })
+            .sum();
+        let redirected = answers
+            .iter()
+            .filter(|(route, status, _)| route == "blob" && *status == 307)
+            .count();
+        format!(
+            "Lambda, one cold pull: {} answers, {:.2} MB through the function ({:.2} MB of payload, \
+             base64 included), {redirected} blobs redirected to storage; Lambda's 2 MB/s after 6 MB \
+             adds 0 s in BUFFERED mode (nothing streams), and would add {:.1} s per pull had every \
+             blob streamed through the function",
+            answers.len(),
+            through as f64 / MB,
+            payload as f64 / MB,
+            streamed_cap_seconds(pulled),
+        )
+    }
+
+    /// Seconds at 2 MB/s for the part of each pulled file past 6 MB (Lambda's streaming limits).
+    fn streamed_cap_seconds(pulled: &[u64]) -> f64 {
+        pulled
+            .iter()
+            .map(|size| (*size as f64 - 6_000_000.0).max(0.0) / 2_000_000.0)
+            .sum()
     }
 
     /// nginx in front of the registry, streaming (`proxy_buffering off`): clients follow the
@@ -190,6 +267,7 @@ mod bench {
             name: "nginx proxy_pass",
             addr: format!("127.0.0.1:{port}"),
             groups: vec![running.pid],
+            log: None,
             _running: vec![running],
         }
     }
@@ -216,6 +294,7 @@ mod bench {
             name: "distribution pull-through proxy",
             addr: format!("127.0.0.1:{port}"),
             groups: vec![running.pid],
+            log: None,
             _running: vec![running],
         }
     }
@@ -237,7 +316,8 @@ mod bench {
         registry + token
     }
 
-    fn skopeo_copy(addr: &str) -> Duration {
+    /// A copy of the index with every platform; how long it took and the size of each file pulled.
+    fn skopeo_copy(addr: &str) -> (Duration, Vec<u64>) {
         let dest = run_dir().join(format!("bench-copy-{}", free_port()));
         let started = Instant::now();
         let status = Command::new(need("skopeo"))
@@ -254,8 +334,12 @@ mod bench {
             .unwrap();
         let took = started.elapsed();
         assert!(status.success(), "skopeo copy through {addr}");
+        let sizes = std::fs::read_dir(&dest)
+            .unwrap()
+            .filter_map(|entry| Some(entry.ok()?.metadata().ok()?.len()))
+            .collect();
         let _ = std::fs::remove_dir_all(dest);
-        took
+        (took, sizes)
     }
 
     /// The token for `repository` at `addr`, from the realm its `/v2/` challenge names.
