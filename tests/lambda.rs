@@ -68,12 +68,32 @@ fn a_flipped_invoke_mode_fails_the_pulls() {
     let (status, out) = support::suite::curl(&mirror, "/v2/", &["-i"]);
     assert_eq!(status, 200, "{out}");
     assert!(out.contains(r#""statusCode":401"#), "{out}");
+    // The challenge is inside the JSON, not a header of the answer.
+    let head = &out[..out.find("\r\n\r\n").unwrap_or(out.len())];
     assert!(
-        !out.to_ascii_lowercase().contains("www-authenticate"),
+        !head.to_ascii_lowercase().contains("www-authenticate"),
         "{out}"
     );
     let pulled =
         support::clients::skopeo_copy(&format!("{}/library/alpine:v2s2", mirror.addr), None, &[]);
     let error = pulled.expect_err("skopeo pulled through a function URL in the wrong mode");
     assert!(error.contains("schema version"), "{error}");
+}
+
+/// A function that cannot start (here `WHITE_LIST` without `TOKEN_SECRET`) says why through the
+/// Runtime API's `init/error`, and the function URL answers 502, as AWS does; the reason is in the
+/// function's log.
+#[test]
+fn a_function_that_cannot_start_answers_502() {
+    use support::mirrors::{base_settings, Runtime};
+    let mut settings = base_settings();
+    settings.push(("WHITE_LIST".into(), "alice".into()));
+    let mirror = LAMBDA.start("cannot-start", &settings);
+    let (status, out) = support::suite::curl(&mirror, "/v2/", &[]);
+    assert_eq!(status, 502, "{out}");
+    assert!(
+        mirror.log_text().contains("TOKEN_SECRET"),
+        "{}",
+        mirror.log_text()
+    );
 }
