@@ -97,3 +97,104 @@ fn a_function_that_cannot_start_answers_502() {
         mirror.log_text()
     );
 }
+
+/// The function URL stand-in itself, driven through its Runtime API by hand: the rules the binary
+/// never meets (it answers buffered, and within the caps) must hold too.
+mod front {
+    use super::support::function_url::{self, HeadLength, InvokeMode};
+
+    /// Sends one client request through a front in `mode`, answers it as an instance would with
+    /// `payload` (streamed or not), and returns the client's status, headers and body.
+    fn exchange(
+        mode: InvokeMode,
+        streaming: bool,
+        payload: Vec<u8>,
+    ) -> (u16, http::HeaderMap, Vec<u8>, serde_json::Value) {
+        let front = function_url::start(mode, HeadLength::Dropped);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let client = reqwest::Client::new();
+            let request = client
+                .get(format!("http://127.0.0.1:{}/v2/x?a=1", front.url_port))
+                .header("accept", "one")
+                .header("accept", "two")
+                .header("cookie", "c=1; d=2")
+                .send();
+            let request = tokio::spawn(request);
+            let api = format!("http://{}/2018-06-01/runtime", front.runtime_api);
+            let next = client
+                .get(format!("{api}/invocation/next"))
+                .send()
+                .await
+                .unwrap();
+            let id = next.headers()["lambda-runtime-aws-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(next.headers().contains_key("lambda-runtime-deadline-ms"));
+            let event: serde_json::Value = next.json().await.unwrap();
+            let mut post = client
+                .post(format!("{api}/invocation/{id}/response"))
+                .body(payload);
+            if streaming {
+                post = post.header("lambda-runtime-function-response-mode", "streaming");
+            }
+            assert_eq!(post.send().await.unwrap().status(), 202);
+            let response = request.await.unwrap().unwrap();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap().to_vec();
+            (status, headers, body, event)
+        })
+    }
+
+    fn streamed_payload() -> Vec<u8> {
+        let mut payload =
+            br#"{"statusCode":201,"headers":{"content-length":"5","x-a":"b"},"cookies":["k=v"]}"#
+                .to_vec();
+        payload.extend([0u8; 8]);
+        payload.extend(b"hello");
+        payload
+    }
+
+    #[test]
+    fn the_event_is_payload_format_2() {
+        let buffered = br#"{"statusCode":200,"body":"ok"}"#.to_vec();
+        let (status, _, body, event) = exchange(InvokeMode::Buffered, false, buffered);
+        assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
+        assert_eq!(event["version"], "2.0");
+        assert_eq!(event["rawPath"], "/v2/x");
+        assert_eq!(event["rawQueryString"], "a=1");
+        assert_eq!(event["headers"]["accept"], "one,two");
+        assert_eq!(event["cookies"], serde_json::json!(["c=1", "d=2"]));
+        assert!(event["headers"].get("cookie").is_none());
+    }
+
+    #[test]
+    fn a_streamed_answer_has_its_content_length_renamed() {
+        let (status, headers, body, _) =
+            exchange(InvokeMode::ResponseStream, true, streamed_payload());
+        assert_eq!(status, 201);
+        assert_eq!(headers["x-amzn-remapped-content-length"], "5");
+        assert!(!headers.contains_key("content-length"));
+        assert_eq!(headers["set-cookie"], "k=v");
+        assert_eq!(body, b"hello");
+    }
+
+    #[test]
+    fn an_answer_in_the_other_mode_reaches_the_client_raw() {
+        let (status, _, body, _) = exchange(InvokeMode::Buffered, true, streamed_payload());
+        assert_eq!((status, body), (200, streamed_payload()));
+        let buffered = br#"{"statusCode":401,"body":"no"}"#.to_vec();
+        let (status, _, body, _) = exchange(InvokeMode::ResponseStream, false, buffered.clone());
+        assert_eq!((status, body), (200, buffered));
+    }
+
+    #[test]
+    fn a_buffered_payload_over_6_mb_is_a_502() {
+        let body = "a".repeat(6_000_000);
+        let payload = serde_json::to_vec(&serde_json::json!({"statusCode": 200, "body": body}));
+        let (status, _, _, _) = exchange(InvokeMode::Buffered, false, payload.unwrap());
+        assert_eq!(status, 502);
+    }
+}

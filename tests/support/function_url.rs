@@ -382,18 +382,7 @@ async fn buffered(
         };
         bytes = decoded;
     }
-    let mut headers = HeaderMap::new();
-    // Format 2.0 has no multiValueHeaders: `headers` alone counts.
-    for (name, value) in answer["headers"].as_object().into_iter().flatten() {
-        if let Some(value) = value.as_str() {
-            set(&mut headers, name, value);
-        }
-    }
-    for cookie in answer["cookies"].as_array().into_iter().flatten() {
-        if let Some(Ok(value)) = cookie.as_str().map(HeaderValue::from_str) {
-            headers.append(http::header::SET_COOKIE, value);
-        }
-    }
+    let mut headers = response_headers(&answer, "content-length");
     let given_length = headers.remove(http::header::CONTENT_LENGTH);
     headers.remove(http::header::TRANSFER_ENCODING);
     let length = match (is_head, head_length) {
@@ -441,7 +430,7 @@ async fn streamed(mut body: Incoming, done: oneshot::Sender<()>) -> Response<Bod
     let separator = [0u8; 8];
     let rest = loop {
         if let Some(at) = prelude.windows(8).position(|w| w == separator) {
-            break prelude.split_off(at + 8)[..].to_vec();
+            break prelude.split_off(at + 8);
         }
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -464,22 +453,7 @@ async fn streamed(mut body: Incoming, done: oneshot::Sender<()>) -> Response<Bod
         .as_u64()
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
-    let mut headers = HeaderMap::new();
-    for (name, value) in meta["headers"].as_object().into_iter().flatten() {
-        if let Some(value) = value.as_str() {
-            let name = if name.eq_ignore_ascii_case("content-length") {
-                "x-amzn-remapped-content-length"
-            } else {
-                name
-            };
-            set(&mut headers, name, value);
-        }
-    }
-    for cookie in meta["cookies"].as_array().into_iter().flatten() {
-        if let Some(Ok(value)) = cookie.as_str().map(HeaderValue::from_str) {
-            headers.append(http::header::SET_COOKIE, value);
-        }
-    }
+    let headers = response_headers(&meta, "x-amzn-remapped-content-length");
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     tokio::spawn(async move {
         let mut sent = rest.len() as u64;
@@ -514,6 +488,27 @@ async fn streamed(mut body: Incoming, done: oneshot::Sender<()>) -> Response<Bod
 }
 
 // ---- Small pieces ----
+
+/// The headers of a payload-format answer or a stream's prelude: `headers` (format 2.0 has no
+/// `multiValueHeaders`), `Content-Length` under the name given, and a `Set-Cookie` per cookie.
+fn response_headers(answer: &serde_json::Value, content_length: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer["headers"].as_object().into_iter().flatten() {
+        if let Some(value) = value.as_str() {
+            let name = match name.eq_ignore_ascii_case("content-length") {
+                true => content_length,
+                false => name,
+            };
+            set(&mut headers, name, value);
+        }
+    }
+    for cookie in answer["cookies"].as_array().into_iter().flatten() {
+        if let Some(Ok(value)) = cookie.as_str().map(HeaderValue::from_str) {
+            headers.append(http::header::SET_COOKIE, value);
+        }
+    }
+    headers
+}
 
 fn set(headers: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(name), Ok(value)) = (
