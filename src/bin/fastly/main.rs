@@ -177,15 +177,15 @@ mod compute {
             counted()?;
             Ok(config.as_ref().and_then(|c| c.try_get(key).ok().flatten()))
         };
+        // Fail closed: a whitelist left in a key of its own must not leave the mirror open.
+        if lookup("WHITE_LIST")?.is_some() {
+            return Err(format!(
+                "WHITE_LIST is a key of its own: every setting goes in the {} key",
+                edge::SETTINGS_KEY
+            ));
+        }
         let settings = match lookup(edge::SETTINGS_KEY)? {
             Some(document) => edge::parse_settings(&document)?,
-            // Fail closed: a whitelist left as a key of its own must not leave the mirror open.
-            None if lookup("WHITE_LIST")?.is_some() => {
-                return Err(format!(
-                    "WHITE_LIST is a key of its own: every setting goes in the {} key",
-                    edge::SETTINGS_KEY
-                ))
-            }
             None => Default::default(),
         };
         counted()?;
