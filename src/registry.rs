@@ -248,7 +248,7 @@ impl Registries {
         self.entries.is_empty()
     }
 
-    fn by_name(&self, name: &str) -> Option<usize> {
+    pub fn by_name(&self, name: &str) -> Option<usize> {
         self.entries.iter().position(|r| r.name == name)
     }
 

@@ -172,8 +172,14 @@ struct TokenRequest {
     registry: usize,
     /// In the upstream's names: `repository:library/alpine:pull`.
     scopes: Vec<String>,
+    /// What goes to this upstream's token service.
     credentials: Option<BasicCredentials>,
+    /// Who asks: the user the mirror's token names.
+    user: Option<String>,
     origin: Origin,
+    /// With `WHITE_LIST`, a token for another registry: this request checks the user's identity
+    /// with Docker Hub, then the other registry's token is fetched without the user's credentials.
+    then: Option<Box<TokenRequest>>,
 }
 
 /// A manifest, blob or tags request, decided and waiting for the upstream.

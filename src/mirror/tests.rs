@@ -1219,3 +1219,104 @@ fn manifest_head_has_no_digest_where_head_lengths_are_not_kept() {
         "sha256:abc"
     );
 }
+
+/// With `WHITE_LIST`, a token for another registry first checks the user's password with Docker
+/// Hub; the other registry's token service then gets no credentials at all.
+#[test]
+fn whitelist_identity_is_checked_with_docker_hub_for_every_registry() {
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        ("UPSTREAM_GHCR_IO", "http://127.0.0.1:5001"),
+    ]);
+    let auth = basic("alice", "pw");
+    let ask = || {
+        let path = "/token?scope=repository:ghcr.io/owner/app:pull&service=mirror.test";
+        let fetch = expect_fetch(start(
+            &m,
+            &request(Method::GET, path, &[("authorization", &auth)]),
+            1,
+        ));
+        // Docker Hub's challenge first (or its cached realm), then Docker Hub's token service.
+        let hub_token = match fetch.request.uri().path() {
+            "/v2/" => {
+                assert_eq!(fetch.request.uri().host(), Some("registry-1.docker.io"));
+                expect_fetch(m.resume(
+                    fetch.pending,
+                    upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+                    Some(vec![]),
+                    at(1),
+                ))
+            }
+            _ => fetch,
+        };
+        assert_eq!(hub_token.request.uri().host(), Some("auth.docker.io"));
+        assert_eq!(hub_token.request.headers()[header::AUTHORIZATION], auth);
+        assert!(!hub_token.request.uri().query().unwrap().contains("scope="));
+        hub_token
+    };
+
+    // A wrong password: Docker Hub refuses, and ghcr.io is never asked.
+    let (refused, _) = expect_answer(m.resume(
+        ask().pending,
+        upstream_head(401, &[]),
+        Some(b"{}".to_vec()),
+        at(1),
+    ));
+    assert_eq!(refused.status(), 401);
+
+    // The right one: ghcr.io's challenge and token, without the user's credentials.
+    let ghcr = expect_fetch(m.resume(
+        ask().pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"hub-jwt"}"#.to_vec()),
+        at(1),
+    ));
+    assert_eq!(ghcr.request.uri().to_string(), "http://127.0.0.1:5001/v2/");
+    let ghcr_token = expect_fetch(m.resume(
+        ghcr.pending,
+        upstream_head(
+            401,
+            &[(
+                "www-authenticate",
+                r#"Bearer realm="http://127.0.0.1:5002/token",service="ghcr""#,
+            )],
+        ),
+        Some(vec![]),
+        at(1),
+    ));
+    assert!(ghcr_token
+        .request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_none());
+    let query = ghcr_token.request.uri().query().unwrap().to_string();
+    assert!(
+        query.contains("scope=repository%3Aowner%2Fapp%3Apull"),
+        "{query}"
+    );
+    assert!(!query.contains("alice"), "{query}");
+    let (answer, _) = expect_answer(m.resume(
+        ghcr_token.pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"ghcr-jwt","expires_in":300}"#.to_vec()),
+        at(1),
+    ));
+    assert_eq!(answer.status(), 200);
+    let value: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+    let bearer = format!("Bearer {}", value["token"].as_str().unwrap());
+    // The mirror's token names alice and opens ghcr.io with ghcr.io's anonymous token.
+    let manifest = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v2/ghcr.io/owner/app/manifests/1",
+            &[("authorization", &bearer)],
+        ),
+        2,
+    ));
+    assert_eq!(
+        manifest.request.headers()[header::AUTHORIZATION],
+        "Bearer ghcr-jwt"
+    );
+}

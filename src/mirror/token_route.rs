@@ -149,12 +149,40 @@ impl Mirror {
             }
         }
 
-        let request = TokenRequest {
+        let user = credentials.as_ref().map(|c| c.user.clone());
+        let mut request = TokenRequest {
             registry,
             scopes,
             credentials,
+            user: user.clone(),
             origin,
+            then: None,
         };
+        // The whitelist names Docker Hub users: their identity is Docker Hub's to check, whatever
+        // the registry asked for, and their Docker Hub password goes nowhere else.
+        if self.config.whitelist.is_some() {
+            let Some(hub) = self.config.registries.by_name("docker.io") else {
+                let e = RegistryError::new(
+                    ErrorCode::Unavailable,
+                    "WHITE_LIST needs docker.io among REGISTRIES to check who logs in",
+                );
+                return answer_error(method, e, summary);
+            };
+            if registry != hub {
+                let identity = TokenRequest {
+                    registry: hub,
+                    scopes: Vec::new(),
+                    credentials: request.credentials.take(),
+                    user,
+                    origin: request.origin.clone(),
+                    then: None,
+                };
+                request = TokenRequest {
+                    then: Some(Box::new(request)),
+                    ..identity
+                };
+            }
+        }
         match self.cached_challenge(registry, now) {
             Some(challenge) => self.fetch_upstream_token(request, &challenge, summary),
             None => self.fetch_challenge(request, summary),
@@ -223,7 +251,7 @@ impl Mirror {
         if head.status.is_success() {
             // An upstream without a token service: anonymous pulls need no token; the whitelist
             // has nobody to check passwords with.
-            if self.config.whitelist.is_some() {
+            if self.config.whitelist.is_some() && request.credentials.is_some() {
                 return answer_error(
                     &Method::GET,
                     RegistryError::new(
@@ -301,6 +329,14 @@ impl Mirror {
         summary: Summary,
     ) -> Step {
         match head.status.as_u16() {
+            // Docker Hub knows the user: now the token of the registry asked for, anonymously.
+            200..=299 if request.then.is_some() => {
+                let next = *request.then.expect("checked");
+                match self.cached_challenge(next.registry, now) {
+                    Some(challenge) => self.fetch_upstream_token(next, &challenge, summary),
+                    None => self.fetch_challenge(next, summary),
+                }
+            }
             200..=299 => match UpstreamToken::parse(&body) {
                 Some(t) => self.answer_token(Some(t.token), t.expires_in, &request, now, summary),
                 None => answer_error(
@@ -342,9 +378,9 @@ impl Mirror {
         let token = match (&self.config.whitelist, &self.config.token_secret) {
             (Some(_), Some(secret)) => MirrorToken {
                 user: request
-                    .credentials
+                    .user
                     .as_ref()
-                    .map(|c| c.user.to_ascii_lowercase())
+                    .map(|u| u.to_ascii_lowercase())
                     .unwrap_or_default(),
                 registry: self.config.registries.get(request.registry).name.clone(),
                 expires_at: now + expires_in,

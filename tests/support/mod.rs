@@ -37,6 +37,7 @@ macro_rules! client_suite {
             whitelist_containerd_user_pulls_with_the_oauth_post,
             whitelist_docker_login_and_pulls,
             whitelist_dockerd_short_names_use_docker_hub_credentials,
+            whitelist_identity_is_docker_hubs_for_every_registry,
             secrets_never_reach_the_log,
             second_registry_by_path_prefix,
             second_registry_through_podman_and_containerd_mirrors,

@@ -682,6 +682,32 @@ fn served_upstream(mirror: &Mirror, upstream: &str) -> usize {
         .count()
 }
 
+/// With `WHITE_LIST`, who may pull is Docker Hub's to say for every registry: the ghcr.io
+/// stand-in's token service hands anyone a token for public images, yet a wrong password is
+/// refused, and the user's credentials never reach that token service.
+pub fn whitelist_identity_is_docker_hubs_for_every_registry(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let wrong = skopeo_copy(&via(mirror, GHCR_IMAGE), Some(("alice", "wrong")), &[]);
+    assert!(
+        wrong.is_err(),
+        "alice with a wrong password pulled from ghcr.io"
+    );
+    let dir = skopeo_copy(&via(mirror, GHCR_IMAGE), Some(ALICE), &[])
+        .unwrap_or_else(|e| panic!("alice through the whitelisted mirror: {e}"));
+    assert_eq!(dir_digests(&dir), ghcr_direct());
+    std::fs::remove_dir_all(dir).ok();
+    let log = std::fs::read_to_string(&fixture().token_log).unwrap();
+    for line in log
+        .lines()
+        .filter(|l| l.contains(super::fixture::GHCR_SERVICE))
+    {
+        assert!(
+            !line.contains("\"alice\""),
+            "ghcr.io's token service saw alice: {line}"
+        );
+    }
+}
+
 pub fn second_registry_by_path_prefix(m: &Mirrors) {
     let mirror = m.open();
     let image = fixture().images.get(GHCR_IMAGE);
