@@ -90,7 +90,16 @@ impl Config {
 
         let registries = registries(&get)?;
 
-        let whitelist = get("WHITE_LIST").and_then(|v| Whitelist::parse(&v));
+        // Fail closed: a WHITE_LIST that is set but names nobody must not open the mirror.
+        let whitelist = match lookup("WHITE_LIST").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(Whitelist::parse(&v).ok_or_else(|| {
+                format!(
+                    "WHITE_LIST: {v:?} names nobody; list Docker Hub users (alice,bob), or leave \
+                     it empty for an open mirror"
+                )
+            })?),
+        };
         // The secret keeps its exact bytes: no trimming.
         let token_secret = match lookup("TOKEN_SECRET").filter(|v| !v.is_empty()) {
             Some(secret) => Some(TokenSecret::new(&secret)?),
@@ -285,6 +294,16 @@ mod tests {
         assert!(config(&[("UPSTREAM_QUAY_IO", "nope")])
             .unwrap_err()
             .contains("UPSTREAM_QUAY_IO"));
+    }
+
+    #[test]
+    fn a_whitelist_that_names_nobody_is_refused() {
+        for nobody in [",", " ", " , ,"] {
+            let err = config(&[("WHITE_LIST", nobody), ("TOKEN_SECRET", "0123456789abcdef")])
+                .unwrap_err();
+            assert!(err.contains("names nobody"), "{nobody:?}: {err}");
+        }
+        assert!(config(&[("WHITE_LIST", "")]).unwrap().whitelist.is_none());
     }
 
     #[test]

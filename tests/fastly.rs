@@ -49,3 +49,21 @@ fn a_whitelist_outside_the_settings_key_closes_the_mirror() {
         mirror.log_text()
     );
 }
+
+/// A `WHITE_LIST` that names nobody must not open the mirror: every request is refused, and the
+/// log says why.
+#[test]
+fn a_whitelist_naming_nobody_keeps_the_mirror_closed() {
+    use support::mirrors::{with, Runtime, TOKEN_SECRET};
+    let mirror = Viceroy.start(
+        "whitelist-nobody",
+        &with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]),
+    );
+    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+    assert_eq!(status, 503, "{out}");
+    assert!(
+        mirror.log_text().contains("names nobody"),
+        "{}",
+        mirror.log_text()
+    );
+}

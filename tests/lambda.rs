@@ -198,3 +198,20 @@ mod front {
         assert_eq!(status, 502);
     }
 }
+
+/// A `WHITE_LIST` that names nobody must not open the function: it cannot start, and says why.
+#[test]
+fn a_whitelist_naming_nobody_keeps_the_function_closed() {
+    use support::mirrors::{with, Runtime, TOKEN_SECRET};
+    let mirror = LAMBDA.start(
+        "whitelist-nobody",
+        &with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]),
+    );
+    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+    assert_eq!(status, 502, "{out}");
+    assert!(
+        mirror.log_text().contains("names nobody"),
+        "{}",
+        mirror.log_text()
+    );
+}

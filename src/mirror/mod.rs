@@ -248,17 +248,17 @@ impl Mirror {
         };
         summary.route = route.label();
         summary.repository = route.repository().map(str::to_string);
+        // Load balancers check health over HTTP/1.0, without a Host.
+        if route == Route::Health {
+            let status = br#"{"status":"ok"}"#.to_vec();
+            return answer_json(&head.method, StatusCode::OK, status, summary);
+        }
         let origin = match self.origin(incoming) {
             Ok(origin) => origin,
             Err(e) => return answer_error(&head.method, e, summary),
         };
         match route {
-            Route::Health => answer_json(
-                &head.method,
-                StatusCode::OK,
-                br#"{"status":"ok"}"#.to_vec(),
-                summary,
-            ),
+            Route::Health => unreachable!("answered above"),
             Route::Ping => self.ping(incoming, &origin, now, summary),
             Route::Page => {
                 let query_lang = query_param(head.uri.query(), "lang");
@@ -270,7 +270,7 @@ impl Mirror {
                     crate::page::render(&self.config, &origin.scheme, &origin.host, language);
                 answer_html(&head.method, html, summary)
             }
-            Route::Search => self.search(incoming, summary),
+            Route::Search => self.search(incoming, &origin, now, summary),
             Route::Token => self.token(incoming, origin, now, summary),
             Route::Manifest { .. } | Route::Blob { .. } | Route::Tags { .. } => {
                 self.resource(incoming, route, origin, now, summary)
@@ -399,10 +399,15 @@ impl Mirror {
 
     // ---- Step 2: who the client is ----
 
-    /// A mirror token from the request, checked, when `WHITE_LIST` is on.
+    /// A mirror token from the request, checked, when `WHITE_LIST` is on: signed by this mirror,
+    /// unexpired, and naming a user the whitelist still lists (removing a user revokes their
+    /// tokens at once).
     fn verified_token(&self, headers: &HeaderMap, now: u64) -> Option<MirrorToken> {
         let secret = self.config.token_secret.as_ref()?;
-        MirrorToken::verify(&bearer(headers)?, secret, now).ok()
+        let whitelist = self.config.whitelist.as_ref()?;
+        MirrorToken::verify(&bearer(headers)?, secret, now)
+            .ok()
+            .filter(|token| whitelist.allows(&token.user))
     }
 
     fn challenge_response(
@@ -457,8 +462,16 @@ impl Mirror {
 
     // ---- /v1/search ----
 
-    /// Docker Hub's search, with only `q`, `n` and `page` passed on.
-    fn search(&self, incoming: &Incoming, summary: Summary) -> Step {
+    /// Docker Hub's search, with only `q`, `n` and `page` passed on; with `WHITE_LIST`, for
+    /// holders of a mirror token only, as every other request.
+    fn search(&self, incoming: &Incoming, origin: &Origin, now: u64, summary: Summary) -> Step {
+        let method = &incoming.head.method;
+        if self.config.whitelist.is_some()
+            && self.verified_token(&incoming.head.headers, now).is_none()
+        {
+            let message = "this mirror requires docker login";
+            return self.challenge_response(method, origin, None, message, summary);
+        }
         let query = incoming.head.uri.query().unwrap_or("");
         let mut out = form_urlencoded::Serializer::new(String::new());
         let mut has_q = false;

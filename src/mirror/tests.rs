@@ -1320,3 +1320,88 @@ fn whitelist_identity_is_checked_with_docker_hub_for_every_registry() {
         "Bearer ghcr-jwt"
     );
 }
+
+/// With `WHITE_LIST`, search is for holders of a mirror token too.
+#[test]
+fn whitelist_guards_search() {
+    let m = whitelisted();
+    let (r, _) = expect_answer(start(
+        &m,
+        &request(Method::GET, "/v1/search?q=alpine", &[]),
+        1000,
+    ));
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    let auth = basic("alice", "pw");
+    let token = token_dance(
+        &m,
+        "/token?scope=repository:alpine:pull",
+        &[("authorization", &auth)],
+        "hub-jwt",
+    );
+    let bearer = format!("Bearer {token}");
+    let fetch = expect_fetch(start(
+        &m,
+        &request(
+            Method::GET,
+            "/v1/search?q=alpine",
+            &[("authorization", &bearer)],
+        ),
+        1001,
+    ));
+    assert!(fetch.request.uri().path().ends_with("/v1/search"));
+    // Without a whitelist, search stays open.
+    expect_fetch(start(
+        &mirror(&[]),
+        &request(Method::GET, "/v1/search?q=alpine", &[]),
+        1,
+    ));
+}
+
+/// A user taken off `WHITE_LIST` loses the tokens they hold at once, not when they expire.
+#[test]
+fn removing_a_user_from_the_whitelist_revokes_their_tokens() {
+    let auth = basic("bob", "pw");
+    let token = token_dance(
+        &whitelisted(),
+        "/token?scope=repository:alpine:pull",
+        &[("authorization", &auth)],
+        "hub-jwt",
+    );
+    let bearer = format!("Bearer {token}");
+    let after = mirror(&[("WHITE_LIST", "alice"), ("TOKEN_SECRET", SECRET)]);
+    for path in ["/v2/", "/v2/alpine/manifests/1", "/v1/search?q=a"] {
+        let (r, _) = expect_answer(start(
+            &after,
+            &request(Method::GET, path, &[("authorization", &bearer)]),
+            1001,
+        ));
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // The same token still opens a mirror that lists bob.
+    expect_fetch(start(
+        &whitelisted(),
+        &request(
+            Method::GET,
+            "/v2/alpine/manifests/1",
+            &[("authorization", &bearer)],
+        ),
+        1001,
+    ));
+}
+
+/// Load balancers check health with HTTP/1.0 and no Host.
+#[test]
+fn health_needs_no_host() {
+    let head = Request::builder()
+        .method(Method::GET)
+        .uri("/healthz")
+        .version(http::Version::HTTP_10)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let (r, _) = expect_answer(start(&mirror(&[]), &head, 1));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body(), br#"{"status":"ok"}"#);
+}

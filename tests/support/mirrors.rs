@@ -303,7 +303,8 @@ pub fn base_settings() -> Vec<(String, String)> {
     ]
 }
 
-fn with(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+/// The base settings and `extra`.
+pub fn with(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut settings = base_settings();
     settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     settings

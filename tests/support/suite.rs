@@ -951,6 +951,84 @@ pub fn the_page_works_in_a_browser(m: &Mirrors) {
     );
 }
 
+// ---- The edges: whitelist, health ----
+
+/// With `WHITE_LIST`, search needs a mirror token like every other request.
+pub fn whitelist_guards_search(m: &Mirrors) {
+    let mirror = m.whitelist();
+    let (status, out) = curl(mirror, "/v1/search?q=alpine&n=25", &[]);
+    assert_eq!(status, 401, "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{out}"
+    );
+    let token = mirror_token(
+        mirror,
+        "/token?scope=repository:alpine:pull",
+        &["-u", &format!("{}:{}", ALICE.0, ALICE.1)],
+    );
+    let (status, out) = curl(
+        mirror,
+        "/v1/search?q=alpine&n=25",
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(status, 200, "{out}");
+}
+
+/// Taking a user off `WHITE_LIST` revokes the tokens they hold: a mirror with the same secret that
+/// lists alice only refuses bob's token, and still takes alice's.
+pub fn whitelist_removal_revokes_tokens(m: &Mirrors) {
+    let listed = m.whitelist();
+    let token_of = |creds: (&str, &str)| {
+        mirror_token(
+            listed,
+            "/token?scope=repository:alpine:pull",
+            &["-u", &format!("{}:{}", creds.0, creds.1)],
+        )
+    };
+    let (bob, alice) = (token_of(BOB), token_of(ALICE));
+    let alice_only = m.runtime().start(
+        "alice-only",
+        &super::mirrors::with(&[
+            ("WHITE_LIST", "alice"),
+            ("TOKEN_SECRET", super::mirrors::TOKEN_SECRET),
+        ]),
+    );
+    let path = "/v2/library/alpine/manifests/v2s2";
+    let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
+    let (status, out) = curl(
+        &alice_only,
+        path,
+        &["-H", &format!("Authorization: Bearer {bob}"), "-H", accept],
+    );
+    assert_eq!(status, 401, "bob's token after his removal: {out}");
+    let (status, out) = curl(
+        &alice_only,
+        path,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {alice}"),
+            "-H",
+            accept,
+        ],
+    );
+    assert_eq!(status, 200, "alice's token: {out}");
+}
+
+/// Load balancers check health with HTTP/1.0 and no Host header.
+/// On Fastly the edge picks the service by Host, so a request without one never reaches the
+/// mirror (Viceroy closes the connection): there the HTTP/1.0 check names a Host.
+pub fn health_checks_need_no_host(m: &Mirrors) {
+    let request: &[u8] = match m.runtime().name() {
+        "fastly" => b"GET /healthz HTTP/1.0\r\nHost: mirror.example.com\r\n\r\n",
+        _ => b"GET /healthz HTTP/1.0\r\n\r\n",
+    };
+    let (status, body) = raw(m.open(), request);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#"{"status":"ok"}"#), "{body}");
+}
+
 // ---- Hostile input ----
 
 /// Sends raw bytes on a fresh connection; returns the status and the body.
