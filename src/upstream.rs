@@ -80,9 +80,25 @@ pub fn resolve_location(base: &str, location: &str) -> Option<String> {
 }
 
 /// Rewrites a tags-list `Link: </v2/<upstream name>/tags/list?…>; rel="next"` to the client's name.
-pub fn rewrite_link(link: &str, upstream_name: &str, client_name: &str) -> Option<String> {
+pub fn rewrite_link(
+    link: &str,
+    upstream_name: &str,
+    client_name: &str,
+    ns: Option<&str>,
+) -> Option<String> {
     let upstream_path = format!("</v2/{upstream_name}/tags/list");
     let rest = link.trim().strip_prefix(&upstream_path)?;
+    // The registry the client chose with `ns` must be the one the next page asks too.
+    let rest = match ns {
+        None => rest.to_string(),
+        Some(ns) => {
+            let ns: String = form_urlencoded::byte_serialize(ns.as_bytes()).collect();
+            match rest.strip_prefix('?') {
+                Some(query) => format!("?ns={ns}&{query}"),
+                None => format!("?ns={ns}{rest}"),
+            }
+        }
+    };
     Some(format!("</v2/{client_name}/tags/list{rest}"))
 }
 
@@ -183,11 +199,22 @@ mod tests {
             rewrite_link(
                 "</v2/library/alpine/tags/list?last=3&n=2>; rel=\"next\"",
                 "library/alpine",
-                "alpine"
+                "alpine",
+                None
             )
             .as_deref(),
             Some("</v2/alpine/tags/list?last=3&n=2>; rel=\"next\"")
         );
-        assert!(rewrite_link("<https://evil/x>", "library/alpine", "alpine").is_none());
+        assert_eq!(
+            rewrite_link(
+                "</v2/owner/app/tags/list?last=3&n=2>; rel=\"next\"",
+                "owner/app",
+                "owner/app",
+                Some("ghcr.io")
+            )
+            .as_deref(),
+            Some("</v2/owner/app/tags/list?ns=ghcr.io&last=3&n=2>; rel=\"next\"")
+        );
+        assert!(rewrite_link("<https://evil/x>", "library/alpine", "alpine", None).is_none());
     }
 }

@@ -191,6 +191,8 @@ struct ResourceRequest {
     /// The client headers that may go on to storage, if the registry redirects there.
     storage_headers: HeaderMap,
     origin: Origin,
+    /// The `ns` the client chose the registry with, kept in the links it is given.
+    ns: Option<String>,
 }
 
 /// How clients reach the mirror: the realm and service of its challenge come from here.

@@ -88,6 +88,7 @@ impl Mirror {
             method: head.method.clone(),
             storage_headers,
             origin,
+            ns,
         });
         fetch_step(
             build_request(head.method.clone(), &url, headers),
@@ -120,9 +121,12 @@ impl Mirror {
             if let (Route::Tags { name }, Some(link)) =
                 (&resource.route, header_str(&head.headers, "link"))
             {
-                if let Some(link) =
-                    upstream::rewrite_link(link, &resource.resolved.upstream_name, name)
-                {
+                if let Some(link) = upstream::rewrite_link(
+                    link,
+                    &resource.resolved.upstream_name,
+                    name,
+                    resource.ns.as_deref(),
+                ) {
                     if let Ok(value) = HeaderValue::from_str(&link) {
                         out.headers.insert(header::LINK, value);
                     }

@@ -1405,3 +1405,34 @@ fn health_needs_no_host() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.body(), br#"{"status":"ok"}"#);
 }
+
+/// A tag list chosen with `ns` pages on in the same registry: the next page's link keeps the `ns`.
+#[test]
+fn tag_list_links_keep_the_registry_chosen_with_ns() {
+    let m = mirror(&[("UPSTREAM_GHCR_IO", "http://127.0.0.1:5001")]);
+    let fetch = expect_fetch(start(
+        &m,
+        &request(Method::GET, "/v2/owner/app/tags/list?ns=ghcr.io&n=1", &[]),
+        1,
+    ));
+    assert_eq!(
+        fetch.request.uri().to_string(),
+        "http://127.0.0.1:5001/v2/owner/app/tags/list?n=1"
+    );
+    let relay = expect_relay(m.resume(
+        fetch.pending,
+        upstream_head(
+            200,
+            &[(
+                "link",
+                "</v2/owner/app/tags/list?last=1.0&n=1>; rel=\"next\"",
+            )],
+        ),
+        None,
+        at(1),
+    ));
+    assert_eq!(
+        relay.headers[header::LINK],
+        "</v2/owner/app/tags/list?ns=ghcr.io&last=1.0&n=1>; rel=\"next\""
+    );
+}
