@@ -16,6 +16,8 @@ pub enum ErrorCode {
     NameInvalid,
     TagInvalid,
     DigestInvalid,
+    /// A `Range` the blob cannot satisfy (distribution's `RANGE_INVALID`, 416).
+    RangeInvalid,
     Unsupported,
     TooManyRequests,
     Unavailable,
@@ -35,6 +37,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "NAME_INVALID",
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::DigestInvalid => "DIGEST_INVALID",
+            ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -52,6 +55,7 @@ impl ErrorCode {
             | ErrorCode::TagInvalid
             | ErrorCode::DigestInvalid
             | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -306,10 +306,13 @@ impl Mirror {
                 url,
                 hops,
             } => self.storage_answered(resource, &url, hops, head, summary),
-            State::Search if head.status.is_success() => Step::Relay(
-                relay_head(head.status, &head.headers, SEARCH_TO_CLIENT),
-                summary,
-            ),
+            // A search the index refuses (a bad query) is the client's to know about.
+            State::Search if head.status.is_success() || head.status.is_client_error() => {
+                Step::Relay(
+                    relay_head(head.status, &head.headers, SEARCH_TO_CLIENT),
+                    summary,
+                )
+            }
             State::Search => answer_error(
                 &Method::GET,
                 RegistryError::new(

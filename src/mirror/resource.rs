@@ -302,6 +302,21 @@ impl Mirror {
         if status.is_redirection() {
             return self.redirected(resource, url, hops, &head, summary);
         }
+        // A Range past the end is the client's mistake, as storage says; its other refusals
+        // (an expired signature, a missing object) are not.
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            let mut response = RegistryError::new(
+                ErrorCode::RangeInvalid,
+                "the requested range is not in the blob",
+            )
+            .into_response();
+            if let Some(range) = head.headers.get(header::CONTENT_RANGE) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_RANGE, range.clone());
+            }
+            return Step::Answer(for_method(&resource.method, response), summary);
+        }
         answer_error(
             &resource.method,
             RegistryError::new(

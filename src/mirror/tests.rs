@@ -1436,3 +1436,53 @@ fn tag_list_links_keep_the_registry_chosen_with_ns() {
         "</v2/owner/app/tags/list?ns=ghcr.io&last=1.0&n=1>; rel=\"next\""
     );
 }
+
+/// A digest of an algorithm no registry verifies is the client's mistake: 400 DIGEST_INVALID,
+/// with nothing asked upstream.
+#[test]
+fn unsupported_digest_algorithms_are_refused_locally() {
+    let m = mirror(&[]);
+    let md5 = format!("md5:{}", "a".repeat(32));
+    for path in [
+        format!("/v2/alpine/blobs/{md5}"),
+        format!("/v2/alpine/manifests/{md5}"),
+    ] {
+        let (r, _) = expect_answer(start(&m, &request(Method::GET, &path, &[]), 1));
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(error_code(&r), "DIGEST_INVALID", "{path}");
+    }
+}
+
+/// Storage's 416 for a `Range` past the end is the client's mistake and stays a 416 with its
+/// `Content-Range`; storage's other refusals are the upstream's failure (503). A search the index
+/// refuses is passed on too.
+#[test]
+fn client_mistakes_that_upstreams_report_stay_4xx() {
+    let m = mirror(&[]);
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let storage = |status: u16, headers: &[(&str, &str)]| {
+        let head = request(
+            Method::GET,
+            &format!("/v2/alpine/blobs/{digest}"),
+            &[("range", "bytes=999-")],
+        );
+        let fetch = expect_fetch(start(&m, &head, 1));
+        let cdn = "https://production.cloudflare.docker.com/x?sig=1";
+        let storage = expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(307, &[("location", cdn)]),
+            None,
+            at(1),
+        ));
+        expect_answer(m.resume(storage.pending, upstream_head(status, headers), None, at(1))).0
+    };
+    let r = storage(416, &[("content-range", "bytes */10")]);
+    assert_eq!(r.status(), 416);
+    assert_eq!(error_code(&r), "RANGE_INVALID");
+    assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10");
+    assert_eq!(storage(403, &[]).status(), 503);
+
+    let fetch = expect_fetch(start(&m, &request(Method::GET, "/v1/search?q=a", &[]), 1));
+    let relay = expect_relay(m.resume(fetch.pending, upstream_head(400, &[]), None, at(1)));
+    assert_eq!(relay.status, 400);
+}

@@ -41,6 +41,7 @@ macro_rules! client_suite {
             whitelist_guards_search,
             whitelist_removal_revokes_tokens,
             health_checks_need_no_host,
+            client_mistakes_are_4xx,
             secrets_never_reach_the_log,
             second_registry_by_path_prefix,
             second_registry_through_podman_and_containerd_mirrors,

@@ -1016,6 +1016,45 @@ pub fn whitelist_removal_revokes_tokens(m: &Mirrors) {
     assert_eq!(status, 200, "alice's token: {out}");
 }
 
+/// A client's mistakes get 4xx, never `503 UNAVAILABLE`: a `Range` past the end of a blob is 416
+/// (as storage says), and a digest of an algorithm no registry verifies is 400 DIGEST_INVALID,
+/// answered without asking the upstream.
+pub fn client_mistakes_are_4xx(m: &Mirrors) {
+    let mirror = m.open();
+    let image = fixture().images.get(V2S2);
+    let layer = image.blob_digests.last().expect("a layer");
+    let token = mirror_token(mirror, "/token?scope=repository:alpine:pull", &[]);
+    let auth = format!("Authorization: Bearer {token}");
+    let path = format!("/v2/library/alpine/blobs/{layer}");
+    let (status, out) = curl(
+        mirror,
+        &path,
+        &["-H", &auth, "-H", "Range: bytes=100000000-"],
+    );
+    assert_eq!(status, 416, "{out}");
+    assert!(out.contains("RANGE_INVALID"), "{out}");
+    let (status, out) = curl(mirror, &path, &["-H", &auth, "-H", "Range: bytes=0-9"]);
+    assert!(
+        status == 206 || status == 307,
+        "a Range inside the blob: {out}"
+    );
+
+    let before = mirror.requests().len();
+    let md5 = format!("/v2/library/alpine/blobs/md5:{}", "a".repeat(32));
+    let (status, out) = curl(mirror, &md5, &["-H", &auth]);
+    assert_eq!(status, 400, "{out}");
+    assert!(out.contains("DIGEST_INVALID"), "{out}");
+    let answered = mirror.requests();
+    let line = answered[before..]
+        .iter()
+        .find(|r| r["status"] == 400)
+        .unwrap_or_else(|| panic!("no log line for the md5 request: {answered:?}"));
+    assert!(
+        line["upstream"].is_null() || line["upstream"] == "-",
+        "the md5 request went upstream: {line}"
+    );
+}
+
 /// Load balancers check health with HTTP/1.0 and no Host header.
 /// On Fastly the edge picks the service by Host, so a request without one never reaches the
 /// mirror (Viceroy closes the connection): there the HTTP/1.0 check names a Host.
