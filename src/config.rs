@@ -234,6 +234,21 @@ fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String
     Ok(Registries::new(entries))
 }
 
+/// A positive whole number setting (seconds, a count), or `default` when unset.
+pub fn positive_number(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, String> {
+    match lookup(key).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{key}: {v:?} is not a positive whole number")),
+        },
+    }
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),

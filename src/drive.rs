@@ -22,19 +22,11 @@ pub struct DriverSettings {
 
 impl DriverSettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<DriverSettings, String> {
-        let upstream_timeout =
-            match lookup("UPSTREAM_TIMEOUT_SECS").filter(|v| !v.trim().is_empty()) {
-                None => DEFAULT_UPSTREAM_TIMEOUT,
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                    _ => {
-                        return Err(format!(
-                            "UPSTREAM_TIMEOUT_SECS: {v:?} is not a positive number of seconds"
-                        ))
-                    }
-                },
-            };
-        Ok(DriverSettings { upstream_timeout })
+        let default = DEFAULT_UPSTREAM_TIMEOUT.as_secs();
+        let secs = crate::config::positive_number(&lookup, "UPSTREAM_TIMEOUT_SECS", default)?;
+        Ok(DriverSettings {
+            upstream_timeout: Duration::from_secs(secs),
+        })
     }
 }
 
@@ -76,8 +68,14 @@ impl Driver {
         head: &request::Parts,
         scheme: &str,
         body: &[u8],
+        client: Option<std::net::IpAddr>,
     ) -> (Response<reqwest::Body>, Summary) {
-        let incoming = Incoming { head, scheme, body };
+        let incoming = Incoming {
+            head,
+            scheme,
+            body,
+            client,
+        };
         let mut step = self.mirror.start(&incoming, SystemTime::now());
         let mut last_body: Option<reqwest::Body> = None;
         loop {

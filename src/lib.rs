@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod connections;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod drive;
 pub mod edge;
 pub mod errors;
@@ -19,6 +21,7 @@ pub mod page;
 pub mod reference;
 pub mod registry;
 pub mod route;
+pub mod throttle;
 pub mod token;
 pub mod upstream;
 

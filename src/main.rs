@@ -8,6 +8,7 @@ mod server {
     use http_body_util::BodyExt;
     use hyper::body::Incoming;
     use hyper_util::rt::{TokioIo, TokioTimer};
+    use registry_mirror::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
     use registry_mirror::{logging, Config, Mirror};
@@ -22,7 +23,8 @@ mod server {
         environment (see README.md): LISTEN, WHITE_LIST, TOKEN_SECRET, REGISTRIES,\n\
         UPSTREAM_<NAME> (UPSTREAM_DOCKER_IO, ...), REGISTRY_<NAME> (REGISTRY_GHCR, ...),\n\
         UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
-        STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, RUST_LOG, LOG_FORMAT.";
+        STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\
+        RUST_LOG, LOG_FORMAT.";
 
     pub fn main() -> ExitCode {
         let listen = match parse_args(std::env::args().skip(1)) {
@@ -70,15 +72,21 @@ mod server {
         let env = |key: &str| std::env::var(key).ok();
         let config = Config::from_lookup(env)?;
         let settings = DriverSettings::from_lookup(env)?;
+        let connections = ConnectionSettings::from_lookup(env)?;
         let driver = Driver::new(Mirror::new(config), settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        runtime.block_on(serve(listen, Arc::new(driver)))
+        runtime.block_on(serve(listen, Arc::new(driver), connections))
     }
 
-    async fn serve(listen: SocketAddr, driver: Arc<Driver>) -> Result<(), String> {
+    async fn serve(
+        listen: SocketAddr,
+        driver: Arc<Driver>,
+        connections: ConnectionSettings,
+    ) -> Result<(), String> {
+        let per_address = PerAddress::new(connections.max_per_address);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -99,7 +107,7 @@ mod server {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -113,18 +121,27 @@ mod server {
                     return Ok(());
                 }
             };
+            // One address holding its share of connections gets no more.
+            let Some(slot) = per_address.admit(peer.ip()) else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let driver = driver.clone();
+            let idle = connections.client_idle_timeout;
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |request| {
                     let driver = driver.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&driver, request).await) }
+                    async move {
+                        let answer = answer(&driver, request, peer.ip()).await;
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))
                     .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(IdleWriteTimeout::new(TokioIo::new(stream), idle), service)
                     .await;
             });
         }
@@ -133,11 +150,12 @@ mod server {
     async fn answer(
         driver: &Driver,
         request: http::Request<Incoming>,
+        client: std::net::IpAddr,
     ) -> http::Response<reqwest::Body> {
         let started = Instant::now();
         let (head, body) = request.into_parts();
         let body = read_request_body(body).await;
-        let (response, summary) = driver.handle(&head, "http", &body).await;
+        let (response, summary) = driver.handle(&head, "http", &body, Some(client)).await;
         let bytes = logging::content_length(response.headers());
         logging::request_line(
             &head.method,

@@ -215,3 +215,10 @@ fn a_whitelist_naming_nobody_keeps_the_function_closed() {
         mirror.log_text()
     );
 }
+
+/// Each instance counts wrong passwords on its own: with three warm instances, at most fifteen
+/// reach Docker Hub before every instance answers 429.
+#[test]
+fn failed_logins_are_throttled() {
+    support::suite::failed_logins_are_throttled(&LAMBDA, 15);
+}

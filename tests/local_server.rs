@@ -37,3 +37,85 @@ fn a_whitelist_naming_nobody_refuses_to_start() {
         assert!(stderr.contains("names nobody"), "{stderr}");
     }
 }
+
+/// Five wrong passwords a minute from one address, then 429 (the server counts in one process).
+#[test]
+fn failed_logins_are_throttled() {
+    support::suite::failed_logins_are_throttled(&LocalServer, 5);
+}
+
+/// The resident memory of a process now, in MiB.
+fn rss_mib(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// A flood of idle connections from one address: past `MAX_CONNECTIONS_PER_IP` they are closed at
+/// once, another address is still served, the server's memory stays bounded, and it is back where
+/// it was after the flood.
+#[test]
+fn one_address_cannot_hold_the_server() {
+    use std::io::Read;
+    const FLOOD: usize = 1000;
+    // The test opens more sockets than the usual soft limit of 1024 descriptors allows.
+    unsafe {
+        let limit = libc::rlimit {
+            rlim_cur: 8192,
+            rlim_max: 8192,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let mut settings = support::mirrors::base_settings();
+    settings.push(("MAX_CONNECTIONS_PER_IP".into(), "20".into()));
+    let mirror = support::mirrors::Runtime::start(&LocalServer, "flood", &settings);
+    let pid = mirror._processes[0].pid;
+    let health = |from: &str| {
+        let (status, out) = support::suite::curl(&mirror, "/healthz", &["--interface", from]);
+        assert_eq!(status, 200, "health from {from}: {out}");
+    };
+    health("127.0.0.1");
+    let before = rss_mib(pid);
+    let flood: Vec<std::net::TcpStream> = (0..FLOOD)
+        .map(|_| std::net::TcpStream::connect(&mirror.addr).expect("connect"))
+        .collect();
+    // The connections past the limit are closed by the server: reading them ends at once.
+    let closed = flood
+        .iter()
+        .filter(|stream| {
+            let mut stream: &std::net::TcpStream = stream;
+            let wait = std::time::Duration::from_millis(200);
+            stream.set_read_timeout(Some(wait)).unwrap();
+            match stream.read(&mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        })
+        .count();
+    assert!(
+        closed >= FLOOD - 20 - 10,
+        "only {closed} of {FLOOD} were closed"
+    );
+    health("127.0.0.2");
+    let during = rss_mib(pid);
+    assert!(
+        during < before + 32.0,
+        "{before:.1} MiB before, {during:.1} MiB in the flood"
+    );
+    drop(flood);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    health("127.0.0.1");
+    let after = rss_mib(pid);
+    assert!(
+        after < before + 8.0,
+        "{before:.1} MiB before, {after:.1} MiB after the flood"
+    );
+}

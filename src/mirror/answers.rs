@@ -98,3 +98,16 @@ pub(super) fn answer_too_many(method: &Method, upstream: &HeaderMap, summary: Su
     headers.insert(header::RETRY_AFTER, retry_after);
     Step::Answer(for_method(method, response), summary)
 }
+
+/// Too many wrong passwords from one address for one user: `429` with how long to wait.
+pub(super) fn answer_too_many_logins(method: &Method, wait: u64, summary: Summary) -> Step {
+    let mut response = RegistryError::new(
+        ErrorCode::TooManyRequests,
+        "too many failed logins from this address; try again later",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+    Step::Answer(for_method(method, response), summary)
+}

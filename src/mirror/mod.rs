@@ -65,6 +65,8 @@ pub struct Incoming<'a> {
     pub scheme: &'a str,
     /// At most [`MAX_REQUEST_BODY`] + 1 bytes of the request body.
     pub body: &'a [u8],
+    /// The client's address, where the adapter knows it (failed logins are counted by it).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What the adapter does next.
@@ -176,6 +178,8 @@ struct TokenRequest {
     credentials: Option<BasicCredentials>,
     /// Who asks: the user the mirror's token names.
     user: Option<String>,
+    /// From where: failed logins are counted per address and user.
+    client: Option<std::net::IpAddr>,
     origin: Origin,
     /// With `WHITE_LIST`, a token for another registry: this request checks the user's identity
     /// with Docker Hub, then the other registry's token is fetched without the user's credentials.
@@ -218,6 +222,7 @@ struct CachedChallenge {
 pub struct Mirror {
     config: Config,
     challenges: Mutex<Vec<Option<CachedChallenge>>>,
+    logins: crate::throttle::LoginThrottle,
 }
 
 impl Mirror {
@@ -226,6 +231,7 @@ impl Mirror {
         Mirror {
             config,
             challenges: Mutex::new(vec![None; count]),
+            logins: Default::default(),
         }
     }
 

@@ -42,6 +42,7 @@ fn start(m: &Mirror, head: &request::Parts, now: u64) -> Step {
             head,
             scheme: "http",
             body: b"",
+            client: None,
         },
         at(now),
     )
@@ -309,6 +310,7 @@ fn oauth_post_takes_the_password_grant() {
             head: &head,
             scheme: "http",
             body,
+            client: None,
         },
         at(1),
     ));
@@ -328,6 +330,7 @@ fn oauth_post_takes_the_password_grant() {
             head: &head,
             scheme: "http",
             body: refresh,
+            client: None,
         },
         at(1),
     ));
@@ -338,6 +341,7 @@ fn oauth_post_takes_the_password_grant() {
             head: &head,
             scheme: "http",
             body: &big,
+            client: None,
         },
         at(1),
     ));
@@ -1485,4 +1489,65 @@ fn client_mistakes_that_upstreams_report_stay_4xx() {
     let fetch = expect_fetch(start(&m, &request(Method::GET, "/v1/search?q=a", &[]), 1));
     let relay = expect_relay(m.resume(fetch.pending, upstream_head(400, &[]), None, at(1)));
     assert_eq!(relay.status, 400);
+}
+
+/// Wrong passwords are counted per address and user: the sixth try within a minute is a 429 with
+/// `Retry-After`, answered without asking the upstream; another address still logs in.
+#[test]
+fn failed_logins_are_throttled_per_address_and_user() {
+    let m = whitelisted();
+    let login = |last: u8, password: &str, now: u64| {
+        let auth = basic("bob", password);
+        let head = request(
+            Method::GET,
+            "/token?scope=repository:alpine:pull",
+            &[("authorization", &auth)],
+        );
+        m.start(
+            &Incoming {
+                head: &head,
+                scheme: "http",
+                body: b"",
+                client: Some(std::net::IpAddr::from([127, 0, 0, last])),
+            },
+            at(now),
+        )
+    };
+    let refused = |step: Step| {
+        let fetch = expect_fetch(step);
+        let fetch = match fetch.request.uri().path() {
+            "/v2/" => expect_fetch(m.resume(
+                fetch.pending,
+                upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+                Some(vec![]),
+                at(1000),
+            )),
+            _ => fetch,
+        };
+        let (r, _) = expect_answer(m.resume(
+            fetch.pending,
+            upstream_head(401, &[]),
+            Some(b"{}".to_vec()),
+            at(1000),
+        ));
+        assert_eq!(r.status(), 401);
+    };
+    for i in 0..crate::throttle::MAX_FAILURES as u64 {
+        refused(login(1, "wrong", 1000 + i));
+    }
+    let (r, _) = expect_answer(login(1, "right", 1010));
+    assert_eq!(r.status(), 429);
+    assert_eq!(error_code(&r), "TOOMANYREQUESTS");
+    assert_eq!(r.headers()[header::RETRY_AFTER], "50");
+    // From another address the upstream is asked, and a right password gets a token.
+    let fetch = expect_fetch(login(2, "right", 1010));
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"hub-jwt"}"#.to_vec()),
+        at(1010),
+    ));
+    assert_eq!(r.status(), 200);
+    // A minute after the first failure, the first address may try again.
+    expect_fetch(login(1, "right", 1060));
 }

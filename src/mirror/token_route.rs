@@ -81,6 +81,12 @@ impl Mirror {
             }
         };
         summary.user = credentials.as_ref().map(|c| c.user.clone());
+        // Too many wrong passwords from this address: the upstream is not asked again for now.
+        if let Some(c) = &credentials {
+            if let Some(wait) = self.logins.retry_after(incoming.client, &c.user, now) {
+                return answer_too_many_logins(method, wait, summary);
+            }
+        }
 
         // Scopes: `scope` may repeat, and each may hold several, space-separated.
         let names: Vec<&str> = match params
@@ -155,6 +161,7 @@ impl Mirror {
             scopes,
             credentials,
             user: user.clone(),
+            client: incoming.client,
             origin,
             then: None,
         };
@@ -174,6 +181,7 @@ impl Mirror {
                     scopes: Vec::new(),
                     credentials: request.credentials.take(),
                     user,
+                    client: incoming.client,
                     origin: request.origin.clone(),
                     then: None,
                 };
@@ -328,6 +336,14 @@ impl Mirror {
         now: u64,
         summary: Summary,
     ) -> Step {
+        // A login, right or wrong, is counted for the throttle.
+        if let Some(c) = &request.credentials {
+            match head.status.as_u16() {
+                200..=299 => self.logins.succeeded(request.client, &c.user),
+                401 | 403 => self.logins.failed(request.client, &c.user, now),
+                _ => {}
+            }
+        }
         match head.status.as_u16() {
             // Docker Hub knows the user: now the token of the registry asked for, anonymously.
             200..=299 if request.then.is_some() => {

@@ -287,8 +287,13 @@ fn event(head: &http::request::Parts, body: &[u8], id: &str) -> Vec<u8> {
         }
         headers.insert(name.as_str().to_string(), values.join(",").into());
     }
+    let source_ip = head
+        .extensions
+        .get::<std::net::SocketAddr>()
+        .map(|peer| peer.ip().to_string())
+        .unwrap_or_default();
     headers.insert("x-forwarded-proto".into(), "http".into());
-    headers.insert("x-forwarded-for".into(), "127.0.0.1".into());
+    headers.insert("x-forwarded-for".into(), source_ip.clone().into());
     let host = head
         .headers
         .get(http::header::HOST)
@@ -314,7 +319,7 @@ fn event(head: &http::request::Parts, body: &[u8], id: &str) -> Vec<u8> {
                 "method": head.method.as_str(),
                 "path": head.uri.path(),
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
+                "sourceIp": source_ip,
                 "userAgent": head.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
             "requestId": id,

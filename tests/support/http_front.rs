@@ -35,12 +35,16 @@ where
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(&handler);
+                    // The client's address, for handlers that need it, as a request extension.
+                    let service = hyper::service::service_fn(|mut request: http::Request<_>| {
+                        request.extensions_mut().insert(peer);
+                        handler(request)
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;

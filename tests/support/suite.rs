@@ -1055,6 +1055,68 @@ pub fn client_mistakes_are_4xx(m: &Mirrors) {
     );
 }
 
+/// Wrong passwords are throttled per client address and user: after `allowed` of them (5 a minute,
+/// in each process that counts), the mirror answers 429 with `Retry-After` without asking Docker
+/// Hub; from another address the right password still logs in.
+pub fn failed_logins_are_throttled(runtime: &dyn super::mirrors::Runtime, allowed: usize) {
+    let mirror = runtime.start(
+        "throttle",
+        &super::mirrors::with(&[
+            ("WHITE_LIST", "alice,bob"),
+            ("TOKEN_SECRET", super::mirrors::TOKEN_SECRET),
+        ]),
+    );
+    let path = "/token?scope=repository:alpine:pull";
+    let refused_upstream = || {
+        let log = std::fs::read_to_string(&fixture().token_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(r#""user": "bob""#) && l.contains(r#""status": 401"#))
+            .count()
+    };
+    let before = refused_upstream();
+    let mut throttled = None;
+    for attempt in 0..=allowed {
+        let (status, out) = curl(
+            &mirror,
+            path,
+            &["--interface", "127.0.0.1", "-u", "bob:wrong"],
+        );
+        match status {
+            401 => {}
+            429 => {
+                throttled = Some((attempt, out));
+                break;
+            }
+            other => panic!("attempt {attempt}: {other}: {out}"),
+        }
+    }
+    let (attempt, out) =
+        throttled.unwrap_or_else(|| panic!("no 429 after {allowed} wrong passwords"));
+    assert!(
+        attempt >= 5,
+        "throttled after only {attempt} wrong passwords"
+    );
+    assert!(out.contains("TOOMANYREQUESTS"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("retry-after: "), "{out}");
+    assert!(
+        refused_upstream() - before <= allowed,
+        "Docker Hub was asked {} times",
+        refused_upstream() - before
+    );
+    let (status, out) = curl(
+        &mirror,
+        path,
+        &["--interface", "127.0.0.1", "-u", "bob:wrong"],
+    );
+    assert_eq!(status, 429, "{out}");
+    let right = format!("{}:{}", BOB.0, BOB.1);
+    let (status, out) = curl(&mirror, path, &["--interface", "127.0.0.2", "-u", &right]);
+    assert_eq!(
+        status, 200,
+        "the right password from another address: {out}"
+    );
+}
+
 /// Load balancers check health with HTTP/1.0 and no Host header.
 /// On Fastly the edge picks the service by Host, so a request without one never reaches the
 /// mirror (Viceroy closes the connection): there the HTTP/1.0 check names a Host.

@@ -62,8 +62,15 @@ mod compute {
             Vec::new()
         };
         let scheme = client.get_url().scheme().to_string();
+        let address = client.get_client_ip_addr();
         let (head, _) = http::Request::<Body>::from(client).into_parts();
-        let outcome = drive(&mirror, &head, &scheme, &body);
+        let incoming = Incoming {
+            head: &head,
+            scheme: &scheme,
+            body: &body,
+            client: address,
+        };
+        let outcome = drive(&mirror, &incoming);
         println!(
             "{}",
             outcome.log_line(&method, started.elapsed(), lookups.get())
@@ -80,9 +87,9 @@ mod compute {
         }
     }
 
-    fn drive(mirror: &Mirror, head: &http::request::Parts, scheme: &str, body: &[u8]) -> Outcome {
-        let incoming = Incoming { head, scheme, body };
-        let mut step = mirror.start(&incoming, SystemTime::now());
+    fn drive(mirror: &Mirror, incoming: &Incoming) -> Outcome {
+        let head = incoming.head;
+        let mut step = mirror.start(incoming, SystemTime::now());
         let mut last_body: Option<Body> = None;
         let mut transaction: Option<Transaction> = None;
         let mut cache = "-";

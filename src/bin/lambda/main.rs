@@ -112,14 +112,22 @@ mod function {
         let started = Instant::now();
         // The path and query exactly as the function URL received them: the URI lambda_http
         // builds also takes the Host header in, which must not bend the path.
-        let raw_target = match &event {
-            LambdaRequest::ApiGatewayV2(ag) => ag.raw_path.as_ref().map(|path| {
-                match ag.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
-                    Some(query) => format!("{path}?{query}"),
-                    None => path.clone(),
-                }
-            }),
-            _ => None,
+        let (raw_target, client) = match &event {
+            LambdaRequest::ApiGatewayV2(ag) => (
+                ag.raw_path.as_ref().map(|path| {
+                    match ag.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+                        Some(query) => format!("{path}?{query}"),
+                        None => path.clone(),
+                    }
+                }),
+                // The address the function URL saw the client connect from.
+                ag.request_context
+                    .http
+                    .source_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse().ok()),
+            ),
+            _ => (None, None),
         };
         let event: lambda_http::Request = event.into();
         let (mut head, body) = event.into_parts();
@@ -137,7 +145,7 @@ mod function {
             Some("http") => "http",
             _ => "https",
         };
-        let (response, summary) = driver.handle(&head, scheme, body).await;
+        let (response, summary) = driver.handle(&head, scheme, body, client).await;
         let response = buffered(response).await;
         logging::request_line(
             &head.method,
