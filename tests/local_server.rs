@@ -119,3 +119,96 @@ fn one_address_cannot_hold_the_server() {
         "{before:.1} MiB before, {after:.1} MiB after the flood"
     );
 }
+
+/// The socket inodes a process holds.
+fn socket_inodes(pid: i32) -> std::collections::HashSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().to_string();
+                    Some(
+                        link.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The established TCP connections from process `pid` to `port` on 127.0.0.1.
+fn connections_to(pid: i32, port: u16) -> usize {
+    let inodes = socket_inodes(pid);
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap_or("");
+            u16::from_str_radix(remote_port, 16) == Ok(port)
+                && fields[3] == "01"
+                && inodes.contains(fields[9])
+        })
+        .count()
+}
+
+/// A client that stops reading a blob is cut after `CLIENT_IDLE_TIMEOUT_SECS`, and so is the
+/// storage connection its body came from.
+#[test]
+fn a_client_that_stops_reading_is_cut() {
+    use std::io::{Read, Write};
+    use support::images::BIG;
+    let fixture = support::fixture::fixture();
+    let mut settings = support::mirrors::base_settings();
+    settings.push(("CLIENT_IDLE_TIMEOUT_SECS".into(), "2".into()));
+    let mirror = support::mirrors::Runtime::start(&LocalServer, "stalled", &settings);
+    let pid = mirror._processes[0].pid;
+    let image = fixture.images.get(BIG);
+    let layer = image.blob_digests.last().unwrap();
+    let name = BIG.split(':').next().unwrap();
+    let token = support::suite::mirror_token(
+        &mirror,
+        &format!("/token?scope=repository:{name}:pull"),
+        &[],
+    );
+    let mut client = std::net::TcpStream::connect(&mirror.addr).unwrap();
+    write!(
+        client,
+        "GET /v2/{name}/blobs/{layer} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        mirror.addr
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = client.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    // The client reads no more. While the mirror relays, it holds a storage connection ...
+    let held = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        connections_to(pid, fixture.storage_port) > 0
+    });
+    assert!(held, "the mirror never held a storage connection");
+    // ... and within the idle timeout (and a margin for the kernel's buffers to fill), both go.
+    let released = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        connections_to(pid, fixture.storage_port) == 0
+    });
+    assert!(
+        released,
+        "the stalled client still pins a storage connection"
+    );
+    // The client's connection was closed: reading on finds an end before the blob's end.
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(
+        (rest.len() as u64) < 64 * 1024 * 1024,
+        "the whole blob arrived: {} bytes",
+        rest.len()
+    );
+}
