@@ -37,33 +37,15 @@ fn every_request_makes_few_store_lookups() {
 /// mirror open: every request is refused, and the log says where the setting belongs.
 #[test]
 fn a_whitelist_outside_the_settings_key_closes_the_mirror() {
-    use support::mirrors::{base_settings, Runtime};
-    let mut settings = base_settings();
-    settings.push(("store-key:WHITE_LIST".into(), "alice".into()));
-    let mirror = Viceroy.start("stray-whitelist", &settings);
-    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
-    assert_eq!(status, 503, "{out}");
-    assert!(
-        mirror.log_text().contains("SETTINGS"),
-        "{}",
-        mirror.log_text()
-    );
+    let settings = support::mirrors::with(&[("store-key:WHITE_LIST", "alice")]);
+    support::suite::refuses_to_serve(&Viceroy, "stray-whitelist", &settings, 503, "SETTINGS");
 }
 
 /// A `WHITE_LIST` that names nobody must not open the mirror: every request is refused, and the
 /// log says why.
 #[test]
 fn a_whitelist_naming_nobody_keeps_the_mirror_closed() {
-    use support::mirrors::{with, Runtime, TOKEN_SECRET};
-    let mirror = Viceroy.start(
-        "whitelist-nobody",
-        &with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]),
-    );
-    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
-    assert_eq!(status, 503, "{out}");
-    assert!(
-        mirror.log_text().contains("names nobody"),
-        "{}",
-        mirror.log_text()
-    );
+    use support::mirrors::{with, TOKEN_SECRET};
+    let settings = with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]);
+    support::suite::refuses_to_serve(&Viceroy, "whitelist-nobody", &settings, 503, "names nobody");
 }

@@ -85,17 +85,9 @@ fn a_flipped_invoke_mode_fails_the_pulls() {
 /// function's log.
 #[test]
 fn a_function_that_cannot_start_answers_502() {
-    use support::mirrors::{base_settings, Runtime};
-    let mut settings = base_settings();
-    settings.push(("WHITE_LIST".into(), "alice".into()));
-    let mirror = LAMBDA.start("cannot-start", &settings);
-    let (status, out) = support::suite::curl(&mirror, "/v2/", &[]);
-    assert_eq!(status, 502, "{out}");
-    assert!(
-        mirror.log_text().contains("TOKEN_SECRET"),
-        "{}",
-        mirror.log_text()
-    );
+    use support::mirrors::with;
+    let settings = with(&[("WHITE_LIST", "alice")]);
+    support::suite::refuses_to_serve(&LAMBDA, "cannot-start", &settings, 502, "TOKEN_SECRET");
 }
 
 /// The function URL stand-in itself, driven through its Runtime API by hand: the rules the binary
@@ -202,18 +194,9 @@ mod front {
 /// A `WHITE_LIST` that names nobody must not open the function: it cannot start, and says why.
 #[test]
 fn a_whitelist_naming_nobody_keeps_the_function_closed() {
-    use support::mirrors::{with, Runtime, TOKEN_SECRET};
-    let mirror = LAMBDA.start(
-        "whitelist-nobody",
-        &with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]),
-    );
-    let (status, out) = support::suite::curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
-    assert_eq!(status, 502, "{out}");
-    assert!(
-        mirror.log_text().contains("names nobody"),
-        "{}",
-        mirror.log_text()
-    );
+    use support::mirrors::{with, TOKEN_SECRET};
+    let settings = with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]);
+    support::suite::refuses_to_serve(&LAMBDA, "whitelist-nobody", &settings, 502, "names nobody");
 }
 
 /// Each instance counts wrong passwords on its own: with three warm instances, at most fifteen

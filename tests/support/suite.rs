@@ -1117,6 +1117,22 @@ pub fn failed_logins_are_throttled(runtime: &dyn super::mirrors::Runtime, allowe
     );
 }
 
+/// A mirror started with `settings` that must not serve: a pull's first request answers `status`
+/// (the runtime's way of saying it cannot run), and the log says `why`.
+pub fn refuses_to_serve(
+    runtime: &dyn super::mirrors::Runtime,
+    label: &str,
+    settings: &[(String, String)],
+    status: u16,
+    why: &str,
+) {
+    let mirror = runtime.start(label, settings);
+    let (answered, out) = curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+    assert_eq!(answered, status, "{out}");
+    let log = mirror.log_text();
+    assert!(log.contains(why), "the log does not say {why:?}: {log}");
+}
+
 /// Load balancers check health with HTTP/1.0 and no Host header.
 /// On Fastly the edge picks the service by Host, so a request without one never reaches the
 /// mirror (Viceroy closes the connection): there the HTTP/1.0 check names a Host.
