@@ -68,10 +68,14 @@ mod bench {
             * MIB;
         let digest = runtime.block_on(push_blob(&client, &fixture.registry, "bench/blob", size));
 
-        let upstream = vec![(
-            "UPSTREAM_DOCKER_IO".to_string(),
-            format!("http://{}", fixture.registry),
-        )];
+        // The relays are compared: no content store.
+        let upstream = vec![
+            (
+                "UPSTREAM_DOCKER_IO".to_string(),
+                format!("http://{}", fixture.registry),
+            ),
+            ("CACHE".to_string(), "none".to_string()),
+        ];
         let systems = vec![
             System {
                 name: "direct",

@@ -48,10 +48,14 @@ mod bench {
             .build()
             .unwrap();
         let fixture = fixture();
-        let settings = vec![(
-            "UPSTREAM_DOCKER_IO".to_string(),
-            format!("http://{}", fixture.registry),
-        )];
+        // The relay itself is measured: no content store.
+        let settings = vec![
+            (
+                "UPSTREAM_DOCKER_IO".to_string(),
+                format!("http://{}", fixture.registry),
+            ),
+            ("CACHE".to_string(), "none".to_string()),
+        ];
         let mirror = LocalServer.start("bench", &settings);
         let mirror_pid = mirror._processes[0].pid;
         let client = reqwest::Client::builder()

@@ -4,6 +4,7 @@
 
 use crate::auth::Whitelist;
 use crate::registry::{self, Registries, Registry, UpstreamUrl};
+use crate::store::{self, StoreSetting};
 use crate::token::TokenSecret;
 
 /// What the mirror does with an upstream's redirect of a blob to object storage.
@@ -58,6 +59,10 @@ pub struct Config {
     /// to `HEAD`. Where it may not (a Lambda function URL, see `lambda`), manifest `HEAD` answers
     /// carry no `Docker-Content-Digest`, so that clients take the manifest by `GET` instead.
     pub head_lengths_kept: bool,
+    /// `CACHE`: the content store (see `store`).
+    pub store: StoreSetting,
+    /// `CACHE_MAX_BYTES`: the most the store holds; the least recently used goes first.
+    pub store_max_bytes: u64,
 }
 
 /// Docker Hub's search API (the v1 index).
@@ -76,6 +81,8 @@ pub const SETTINGS: &[&str] = &[
     "LARGE_BLOB_BYTES",
     "STORAGE_RELAY",
     "UPSTREAM_SEARCH",
+    "CACHE",
+    "CACHE_MAX_BYTES",
 ];
 
 impl Config {
@@ -184,6 +191,8 @@ impl Config {
                 None => UpstreamUrl::parse(DOCKER_HUB_SEARCH).expect("a valid URL"),
             },
             head_lengths_kept: true,
+            store: StoreSetting::parse(get("CACHE").as_deref())?,
+            store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! The core decides; this module only moves bytes. Upstream bodies are never buffered except the
 //! small ones the core asks to read (challenges, token answers), and those only up to its limit.
 
+use crate::disk_store::{file_body, storing_body, DiskStore};
 use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
 use http::{request, Response};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Driver {
     mirror: Arc<Mirror>,
     client: reqwest::Client,
     settings: DriverSettings,
+    store: Option<Arc<DiskStore>>,
 }
 
 impl Driver {
@@ -54,7 +56,14 @@ impl Driver {
             mirror: Arc::new(mirror),
             client,
             settings,
+            store: None,
         })
+    }
+
+    /// The content store the mirror's `Lookup`, `Serve` and `RelayAndStore` steps use.
+    pub fn with_store(mut self, store: Arc<DiskStore>) -> Driver {
+        self.store = Some(store);
+        self
     }
 
     pub fn mirror(&self) -> &Mirror {
@@ -78,6 +87,8 @@ impl Driver {
         };
         let mut step = self.mirror.start(&incoming, SystemTime::now());
         let mut last_body: Option<reqwest::Body> = None;
+        // The object a lookup found, held open until it is served.
+        let mut found: Option<std::fs::File> = None;
         loop {
             step = match step {
                 Step::Answer(response, summary) => {
@@ -87,6 +98,25 @@ impl Driver {
                     let body = last_body
                         .take()
                         .unwrap_or_else(|| reqwest::Body::from(Vec::new()));
+                    return (Response::from_parts(parts, body), summary);
+                }
+                Step::Lookup(lookup) => {
+                    let stored = self.store.as_ref().and_then(|s| s.open_object(&lookup.key));
+                    let length = stored.as_ref().map(|(_, length)| *length);
+                    found = stored.map(|(file, _)| file);
+                    self.mirror.resume_lookup(lookup.pending, length)
+                }
+                Step::Serve(parts, _key, summary) => {
+                    let body = found.take().map(file_body).unwrap_or_default();
+                    return (Response::from_parts(parts, body), summary);
+                }
+                Step::RelayAndStore(parts, summary, write) => {
+                    let upstream = last_body.take().unwrap_or_default();
+                    let writing = self.store.as_ref().and_then(|s| s.begin(&write.key));
+                    let body = match writing {
+                        Some(writing) => storing_body(upstream, writing, write.verifier),
+                        None => upstream,
+                    };
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::Fetch(fetch) => {

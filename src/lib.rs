@@ -10,6 +10,8 @@ pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod connections;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod disk_store;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod drive;
 pub mod edge;
 pub mod errors;
@@ -21,6 +23,7 @@ pub mod page;
 pub mod reference;
 pub mod registry;
 pub mod route;
+pub mod store;
 pub mod throttle;
 pub mod token;
 pub mod upstream;

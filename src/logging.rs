@@ -58,6 +58,7 @@ pub fn request_line(
         bytes = bytes.unwrap_or(0),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         user = summary.user.as_deref().unwrap_or("-"),
+        cache = summary.store.unwrap_or("-"),
         "request"
     );
 }

@@ -11,7 +11,7 @@ mod server {
     use registry_mirror::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{logging, Config, Mirror};
+    use registry_mirror::{disk_store, logging, Config, Mirror};
     use std::net::SocketAddr;
     use std::process::ExitCode;
     use std::sync::Arc;
@@ -24,6 +24,7 @@ mod server {
         UPSTREAM_<NAME> (UPSTREAM_DOCKER_IO, ...), REGISTRY_<NAME> (REGISTRY_GHCR, ...),\n\
         UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
         STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\
+        CACHE, CACHE_MAX_BYTES,\n\
         RUST_LOG, LOG_FORMAT.";
 
     pub fn main() -> ExitCode {
@@ -70,10 +71,14 @@ mod server {
     fn run(listen: SocketAddr) -> Result<(), String> {
         logging::init("text")?;
         let env = |key: &str| std::env::var(key).ok();
-        let config = Config::from_lookup(env)?;
+        let mut config = Config::from_lookup(env)?;
         let settings = DriverSettings::from_lookup(env)?;
         let connections = ConnectionSettings::from_lookup(env)?;
-        let driver = Driver::new(Mirror::new(config), settings)?;
+        let store = disk_store::open_configured(&mut config, disk_store::default_dir())?;
+        let mut driver = Driver::new(Mirror::new(config), settings)?;
+        if let Some(store) = store {
+            driver = driver.with_store(store);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -102,6 +107,7 @@ mod server {
             listen = %local,
             registries = registries.join(", "),
             whitelist = driver.mirror().config().whitelist.as_ref().map_or(0, |w| w.len()),
+            store = ?driver.mirror().config().store,
             "registry-mirror listening"
         );
         let shutdown = shutdown_signal();

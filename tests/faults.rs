@@ -44,6 +44,8 @@ fn setup(
                 format!("http://{}", front.addr),
             ),
             ("UPSTREAM_TIMEOUT_SECS".to_string(), "2".to_string()),
+            // Each fault meets the upstream, never a stored copy.
+            ("CACHE".to_string(), "none".to_string()),
         ];
         let mirror = runtime.start("faults", &settings);
         Setup {

@@ -36,9 +36,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod answers;
 mod resource;
+mod stored;
 mod token_route;
 
 use answers::*;
+use stored::unexpected;
 
 /// The most request body the mirror reads (a `POST /token` form); adapters read at most one byte
 /// more, so that the mirror can tell a larger body.
@@ -78,6 +80,29 @@ pub enum Step {
     Fetch(Box<Fetch>),
     /// Send this head with the body of the last fetched response, streamed as it is.
     Relay(response::Parts, Summary),
+    /// Look the key up in the store, then call [`Mirror::resume_lookup`] with the stored object's
+    /// length, or `None`.
+    Lookup(Box<Lookup>),
+    /// Send this head with the stored object at this key as its body (the one the lookup found).
+    Serve(response::Parts, String, Summary),
+    /// As `Relay`, and store the body as it passes under [`StoreWrite::key`]: committed only when
+    /// [`StoreWrite::verifier`] finishes `Ok`; otherwise dropped, and the client's response cut
+    /// short before its last bytes.
+    RelayAndStore(response::Parts, Summary, Box<StoreWrite>),
+}
+
+/// A store lookup for the adapter to make.
+#[derive(Debug)]
+pub struct Lookup {
+    pub key: String,
+    pub pending: Pending,
+}
+
+/// Where a relayed body goes in the store, and what checks it.
+#[derive(Debug)]
+pub struct StoreWrite {
+    pub key: String,
+    pub verifier: crate::store::verify::Verifier,
 }
 
 /// An upstream request for the adapter to make. Redirects are never to be followed by the adapter:
@@ -119,6 +144,8 @@ pub struct Summary {
     /// The upstream registry's name.
     pub upstream: Option<String>,
     pub user: Option<String>,
+    /// The store's part: `hit`, `miss`, or `None` where the store had no say.
+    pub store: Option<&'static str>,
 }
 
 /// What the mirror was doing when it asked for a fetch. Opaque to adapters.
@@ -160,6 +187,20 @@ enum State {
     Resource(ResourceRequest),
     /// Fetched Docker Hub's search.
     Search,
+    /// Looked a blob up in the store, before fetching it (`get`).
+    Lookup {
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        key: String,
+    },
+    /// Asked the registry, with the client's credentials, whether this client may read the stored
+    /// blob under this repository (a `HEAD`); on a refusal, `get` asks for the upstream's own answer.
+    Authorize {
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        key: String,
+        length: u64,
+    },
     /// Followed a redirect to storage (`hops` so far).
     Storage {
         resource: ResourceRequest,
@@ -197,6 +238,8 @@ struct ResourceRequest {
     origin: Origin,
     /// The `ns` the client chose the registry with, kept in the links it is given.
     ns: Option<String>,
+    /// Where a whole `GET` answer goes in the store (a blob missing from it).
+    store_key: Option<String>,
 }
 
 /// How clients reach the mirror: the realm and service of its challenge come from here.
@@ -307,6 +350,15 @@ impl Mirror {
                 self.upstream_token_answered(request, head, body.unwrap_or_default(), now, summary)
             }
             State::Resource(resource) => self.registry_answered(resource, head, now, summary),
+            State::Lookup { .. } => {
+                answer_error(&Method::GET, unexpected("a store lookup"), summary)
+            }
+            State::Authorize {
+                resource,
+                get,
+                key,
+                length,
+            } => self.authorized(resource, get, key, length, head, summary),
             State::Storage {
                 resource,
                 url,
@@ -343,7 +395,10 @@ impl Mirror {
         };
         let Pending { state, summary, .. } = pending;
         let what = match &state {
-            State::LearnChallenge(_) | State::Resource(_) => "the upstream registry",
+            State::LearnChallenge(_)
+            | State::Resource(_)
+            | State::Lookup { .. }
+            | State::Authorize { .. } => "the upstream registry",
             State::Search => "Docker Hub's search",
             State::UpstreamToken(_) => "the upstream token service",
             State::Storage { .. } => "the upstream blob storage",
@@ -356,7 +411,10 @@ impl Mirror {
             FetchError::Other => "failed",
         };
         let method = match &state {
-            State::Resource(r) | State::Storage { resource: r, .. } => r.method.clone(),
+            State::Resource(r)
+            | State::Storage { resource: r, .. }
+            | State::Lookup { resource: r, .. }
+            | State::Authorize { resource: r, .. } => r.method.clone(),
             _ => Method::GET,
         };
         answer_error(
@@ -555,6 +613,31 @@ fn fetch_step(
         delay: Duration::ZERO,
         pending: Pending {
             state,
+            summary,
+            attempt: 1,
+            resend,
+        },
+    }))
+}
+
+/// A store lookup before `get` would be fetched.
+fn lookup_step(
+    key: String,
+    resource: ResourceRequest,
+    get: Request<Vec<u8>>,
+    summary: Summary,
+) -> Step {
+    let resend = Resend {
+        method: get.method().clone(),
+        uri: get.uri().clone(),
+        headers: get.headers().clone(),
+        read_body: None,
+        cache_key: None,
+    };
+    Step::Lookup(Box::new(Lookup {
+        key: key.clone(),
+        pending: Pending {
+            state: State::Lookup { resource, get, key },
             summary,
             attempt: 1,
             resend,

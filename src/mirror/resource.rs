@@ -82,21 +82,22 @@ impl Mirror {
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
         let cache_key = cache_key(&registry.name, &route, &head.headers);
-        let state = State::Resource(ResourceRequest {
+        let store_key = self.store_key(&registry.name, &route, head);
+        let resource = ResourceRequest {
             route,
             resolved,
             method: head.method.clone(),
             storage_headers,
             origin,
             ns,
-        });
-        fetch_step(
-            build_request(head.method.clone(), &url, headers),
-            None,
-            cache_key,
-            state,
-            summary,
-        )
+            store_key: None,
+        };
+        let request = build_request(head.method.clone(), &url, headers);
+        // A blob the store may hold: look first (its steps are in `stored`).
+        if let Some(key) = store_key {
+            return lookup_step(key, resource, request, summary);
+        }
+        fetch_step(request, None, cache_key, State::Resource(resource), summary)
     }
 
     /// Step 4, for the registry's answer.
@@ -132,7 +133,7 @@ impl Mirror {
                     }
                 }
             }
-            return Step::Relay(out, summary);
+            return self.relay_blob(&resource, out, summary);
         }
         if status.is_redirection() {
             let url = self
@@ -297,7 +298,7 @@ impl Mirror {
             if let Some(value) = digest.and_then(|d| HeaderValue::from_str(d).ok()) {
                 out.headers.insert("docker-content-digest", value);
             }
-            return Step::Relay(out, summary);
+            return self.relay_blob(&resource, out, summary);
         }
         if status.is_redirection() {
             return self.redirected(resource, url, hops, &head, summary);

@@ -1551,3 +1551,126 @@ fn failed_logins_are_throttled_per_address_and_user() {
     // A minute after the first failure, the first address may try again.
     expect_fetch(login(1, "right", 1060));
 }
+
+// ---- The content store ----
+
+fn with_store() -> Mirror {
+    mirror(&[("CACHE", "file:///var/cache/mirror")])
+}
+
+fn expect_lookup(step: Step) -> Lookup {
+    match step {
+        Step::Lookup(lookup) => *lookup,
+        other => panic!("expected a lookup, got {other:?}"),
+    }
+}
+
+/// A blob missing from the store is fetched as usual, and relayed with a verifier to store it.
+#[test]
+fn a_missing_blob_is_fetched_and_stored_as_it_is_relayed() {
+    let m = with_store();
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let head = request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]);
+    let lookup = expect_lookup(start(&m, &head, 1));
+    assert_eq!(
+        lookup.key,
+        format!("v1/docker.io/blobs/sha256/{}", "c".repeat(64))
+    );
+    let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+    assert_eq!(fetch.request.method(), Method::GET);
+    let cdn = "https://production.cloudflare.docker.com/x?sig=1";
+    let storage = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", cdn)]),
+        None,
+        at(1),
+    ));
+    match m.resume(
+        storage.pending,
+        upstream_head(200, &[("content-length", "5")]),
+        None,
+        at(1),
+    ) {
+        Step::RelayAndStore(parts, summary, write) => {
+            assert_eq!(parts.status, 200);
+            assert_eq!(write.key, lookup.key);
+            assert_eq!(summary.store, Some("miss"));
+        }
+        other => panic!("expected a relay into the store, got {other:?}"),
+    }
+    // A Range, a HEAD, or no store at all: no lookup.
+    for (m, head) in [
+        (
+            &m,
+            request(
+                Method::GET,
+                &format!("/v2/alpine/blobs/{digest}"),
+                &[("range", "bytes=0-1")],
+            ),
+        ),
+        (
+            &m,
+            request(Method::HEAD, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        ),
+        (
+            &mirror(&[]),
+            request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
+        ),
+    ] {
+        expect_fetch(start(m, &head, 1));
+    }
+}
+
+/// A stored blob is served only after the registry lets this client read it under this
+/// repository (a HEAD with the client's token); a refusal gets the upstream's own answer, and an
+/// unavailable upstream a 503, never the stored bytes.
+#[test]
+fn a_stored_blob_is_served_only_with_the_upstreams_word() {
+    let m = with_store();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let ask = || {
+        let head = request(
+            Method::GET,
+            &format!("/v2/private/app/blobs/{digest}"),
+            &[("authorization", "Bearer user-token")],
+        );
+        let lookup = expect_lookup(start(&m, &head, 1));
+        let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(5)));
+        assert_eq!(authorize.request.method(), Method::HEAD);
+        assert_eq!(
+            authorize.request.uri().path(),
+            format!("/v2/private/app/blobs/{digest}")
+        );
+        assert_eq!(
+            authorize.request.headers()[header::AUTHORIZATION],
+            "Bearer user-token"
+        );
+        authorize
+    };
+    match m.resume(ask().pending, upstream_head(307, &[]), None, at(1)) {
+        Step::Serve(parts, key, summary) => {
+            assert_eq!(parts.headers[header::CONTENT_LENGTH], "5");
+            assert_eq!(parts.headers["docker-content-digest"], digest.as_str());
+            assert!(key.ends_with(&"d".repeat(64)));
+            assert_eq!(summary.store, Some("hit"));
+        }
+        other => panic!("expected the stored blob, got {other:?}"),
+    }
+    // Refused: the GET goes upstream, and its answer (here the challenge) is the client's.
+    let get = expect_fetch(m.resume(ask().pending, upstream_head(401, &[]), None, at(1)));
+    assert_eq!(get.request.method(), Method::GET);
+    let (r, _) = expect_answer(m.resume(
+        get.pending,
+        upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(r.status(), 401);
+    // Unavailable: retried, then 503.
+    let mut step = m.resume(ask().pending, upstream_head(503, &[]), None, at(1));
+    while let Step::Fetch(retry) = step {
+        step = m.resume(retry.pending, upstream_head(503, &[]), None, at(1));
+    }
+    let (r, _) = expect_answer(step);
+    assert_eq!(r.status(), 503);
+}

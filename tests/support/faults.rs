@@ -23,6 +23,8 @@ pub enum Fault {
     SlowHead(Duration),
     /// Cut storage bodies after this many bytes, with a reset.
     CutBody { after: usize },
+    /// Flip a bit in the first byte of every storage body: whole, but not the content asked for.
+    CorruptBody,
     /// The token service does not answer: its connections close at once.
     TokenDown,
     /// Storage redirects point at a port where nothing listens.
@@ -189,6 +191,7 @@ async fn handle(
         (Fault::CutBody { after }, "storage") => Some(*after),
         _ => None,
     };
+    let mut corrupt = matches!((&current, kind), (Fault::CorruptBody, "storage"));
     let mut stream = response.bytes_stream();
     let body = async_stream(move |tx| async move {
         use futures_util::StreamExt;
@@ -209,6 +212,12 @@ async fn handle(
                         .await;
                     return;
                 }
+            }
+            if corrupt && !chunk.is_empty() {
+                let mut flipped = chunk.to_vec();
+                flipped[0] ^= 1;
+                chunk = flipped.into();
+                corrupt = false;
             }
             sent += chunk.len();
             if tx.send(Ok(Frame::data(chunk))).await.is_err() {

@@ -238,6 +238,17 @@ pub fn build_and_push(dir: &Path, registry: &str, ghcr: &str) -> Images {
             ("data.bin", random_bytes(256 << 10)),
         ],
     );
+    // The private repository's own layer, in no public image: a stored copy of it must not be
+    // reachable through a public repository's path.
+    make_image(
+        dir,
+        "secret",
+        "amd64",
+        &[
+            ("secret.txt", b"only alice may read this\n".to_vec()),
+            ("data.bin", random_bytes(300 << 10)),
+        ],
+    );
     make_image(
         dir,
         "big",
@@ -263,7 +274,7 @@ pub fn build_and_push(dir: &Path, registry: &str, ghcr: &str) -> Images {
     push(dir, registry, "small", OCI, &[]);
     push(dir, registry, "small", V2S2, v2s2);
     push(dir, registry, "small", NAMESPACED, v2s2);
-    push(dir, registry, "small", PRIVATE, v2s2);
+    push(dir, registry, "secret", PRIVATE, v2s2);
     push(dir, registry, "big", BIG, v2s2);
     push(dir, registry, "multi", OCI_INDEX, &["--all"]);
     push(

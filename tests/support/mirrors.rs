@@ -67,7 +67,12 @@ impl Runtime for LocalServer {
             .arg("--listen")
             .arg(&addr)
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // Where the default store would go: this run's own directory, never the user's home.
+            .env(
+                "XDG_CACHE_HOME",
+                run_dir().join(format!("xdg-cache-{label}")),
+            );
         for (key, value) in settings {
             command.env(key, value);
         }
@@ -296,6 +301,9 @@ pub fn base_settings() -> Vec<(String, String)> {
             format!("http://{}", fixture.ghcr),
         ),
         ("REGISTRY_GHCR".to_string(), GHCR_HOST.to_string()),
+        // No content store unless a test asks for one: the local server's default would keep
+        // what one test pulls for the next (the store has tests of its own).
+        ("CACHE".to_string(), "none".to_string()),
         (
             "UPSTREAM_SEARCH".to_string(),
             format!("http://127.0.0.1:{}", fixture.token_port),

@@ -120,6 +120,18 @@ mod compute {
                     }
                     return outcome;
                 }
+                // Fastly's store is its own cache (below): the core asks for no lookups here.
+                Step::Lookup(lookup) => mirror.resume_lookup(lookup.pending, None),
+                Step::Serve(_, _, summary) | Step::RelayAndStore(_, summary, _) => {
+                    let error = registry_mirror::errors::RegistryError::new(
+                        registry_mirror::errors::ErrorCode::Unavailable,
+                        "this runtime has no content store",
+                    );
+                    let response = Response::from(error.into_response().map(Body::from));
+                    let outcome = outcome(&response, summary, cache, upstream_requests);
+                    send(response);
+                    return outcome;
+                }
                 Step::Fetch(fetch) => {
                     if let (Some(key), "-") = (&fetch.cache_key, cache) {
                         cache = "miss";
@@ -200,10 +212,13 @@ mod compute {
             .as_ref()
             .and_then(|s| s.try_get("TOKEN_SECRET").ok().flatten())
             .and_then(|s| String::from_utf8(s.plaintext().to_vec()).ok());
-        Config::from_lookup(|key| match key {
+        let mut config = Config::from_lookup(|key| match key {
             "TOKEN_SECRET" => secret.clone(),
             _ => settings.get(key).cloned(),
-        })
+        })?;
+        // Fastly's cache is the store here; the core's lookups are for the native runtimes.
+        config.store = registry_mirror::store::StoreSetting::None;
+        Ok(config)
     }
 }
 

@@ -21,7 +21,7 @@ mod function {
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::errors::{ErrorCode, RegistryError};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{lambda, logging, Mirror};
+    use registry_mirror::{disk_store, lambda, logging, Mirror};
     use std::collections::HashMap;
     use std::process::ExitCode;
     use std::sync::Arc;
@@ -86,8 +86,14 @@ mod function {
             settings.insert("TOKEN_SECRET".to_string(), secret);
         }
         let lookup = |key: &str| settings.get(key).cloned();
-        let config = lambda::config(lookup)?;
-        Driver::new(Mirror::new(config), DriverSettings::from_lookup(lookup)?)
+        let mut config = lambda::config(lookup)?;
+        // A store only where CACHE names one (an instance's /tmp is small and its own).
+        let store = disk_store::open_configured(&mut config, None)?;
+        let driver = Driver::new(Mirror::new(config), DriverSettings::from_lookup(lookup)?)?;
+        Ok(match store {
+            Some(store) => driver.with_store(store),
+            None => driver,
+        })
     }
 
     /// Tells the Runtime API why the function cannot start (`POST /runtime/init/error`), so that

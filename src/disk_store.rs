@@ -1,0 +1,392 @@
+//! The content store in a directory, for the native runtimes (`CACHE=file:///path`; the local
+//! server's default is `$XDG_CACHE_HOME/registry-mirror`). The core decides what is stored and
+//! served (`store`); this module only reads and writes.
+//!
+//! An object is written to `tmp/` while it is relayed and renamed into `objects/` only when the
+//! core's verifier has accepted every byte, after the data reached the disk: a server killed
+//! mid-write leaves a temporary file, which the next start deletes, never an object. Past
+//! `CACHE_MAX_BYTES` the least recently served objects go first.
+
+use crate::store::verify::Verifier;
+use crate::store::StoreSetting;
+use crate::Config;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The store `config` asks for, opened; `default_dir` is where it goes when `CACHE` is unset (the
+/// local server's default), `None` to have no store then. Leaves `config.store` saying what was
+/// opened, so that the core asks for lookups only when there is a store.
+pub fn open_configured(
+    config: &mut Config,
+    default_dir: Option<PathBuf>,
+) -> Result<Option<Arc<DiskStore>>, String> {
+    if config.store == StoreSetting::Unset {
+        config.store = match default_dir {
+            Some(dir) => StoreSetting::Directory(dir.display().to_string()),
+            None => StoreSetting::None,
+        };
+    }
+    match &config.store {
+        StoreSetting::Directory(dir) => DiskStore::open(Path::new(dir), config.store_max_bytes)
+            .map(Some)
+            .map_err(|e| format!("CACHE: cannot use {dir}: {e}")),
+        _ => Ok(None),
+    }
+}
+
+/// The local server's store when `CACHE` is unset: `$XDG_CACHE_HOME/registry-mirror`, else
+/// `~/.cache/registry-mirror`.
+pub fn default_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|home| home.join(".cache")))?;
+    Some(base.join("registry-mirror"))
+}
+
+/// A directory of stored objects.
+pub struct DiskStore {
+    root: PathBuf,
+    max_bytes: u64,
+    used: Mutex<u64>,
+    writes: AtomicU64,
+}
+
+impl DiskStore {
+    /// Opens (or makes) the store at `root`: drops interrupted writes, counts what it holds.
+    pub fn open(root: &Path, max_bytes: u64) -> std::io::Result<Arc<DiskStore>> {
+        let tmp = root.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(root.join("objects"))?;
+        let used = objects(&root.join("objects")).iter().map(|o| o.1).sum();
+        Ok(Arc::new(DiskStore {
+            root: root.to_path_buf(),
+            max_bytes,
+            used: Mutex::new(used),
+            writes: AtomicU64::new(0),
+        }))
+    }
+
+    /// The bytes the store holds.
+    pub fn used(&self) -> u64 {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object at `key`, opened (so that eviction cannot take it from under a reader), and its
+    /// length; it becomes the most recently used.
+    pub fn open_object(&self, key: &str) -> Option<(std::fs::File, u64)> {
+        let file = std::fs::File::open(self.path(key)?).ok()?;
+        let length = file.metadata().ok()?.len();
+        let _ = file.set_modified(SystemTime::now());
+        Some((file, length))
+    }
+
+    /// A new object at `key`, written to a temporary file until [`Writing::commit`].
+    pub fn begin(self: &Arc<Self>, key: &str) -> Option<Writing> {
+        let destination = self.path(key)?;
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        let temporary = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}", std::process::id()));
+        let file = std::fs::File::create(&temporary).ok()?;
+        Some(Writing {
+            file: std::io::BufWriter::with_capacity(256 * 1024, file),
+            temporary,
+            destination,
+            written: 0,
+            store: self.clone(),
+            committed: false,
+        })
+    }
+
+    /// Keys come from the core (registry names and digests it has checked); anything that could
+    /// leave the directory is refused all the same.
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        let safe = key.split('/').all(|part| {
+            !part.is_empty()
+                && part != ".."
+                && part != "."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+        safe.then(|| self.root.join("objects").join(key))
+    }
+
+    /// Deletes the least recently used objects until the store fits its bound.
+    fn evict(&self) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if *used <= self.max_bytes {
+            return;
+        }
+        let mut all = objects(&self.root.join("objects"));
+        all.sort_by_key(|(_, _, used_at)| *used_at);
+        for (path, size, _) in all {
+            if *used <= self.max_bytes {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                *used = used.saturating_sub(size);
+            }
+        }
+    }
+}
+
+/// Every object under `dir`: its path, size and last use.
+fn objects(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                let used_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                found.push((entry.path(), meta.len(), used_at));
+            }
+        }
+    }
+    found
+}
+
+/// An object being written; dropped without [`Writing::commit`], it leaves nothing.
+pub struct Writing {
+    file: std::io::BufWriter<std::fs::File>,
+    temporary: PathBuf,
+    destination: PathBuf,
+    written: u64,
+    store: Arc<DiskStore>,
+    committed: bool,
+}
+
+impl Writing {
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.written += chunk.len() as u64;
+        self.file.write_all(chunk)
+    }
+
+    /// Makes the object visible: its data on disk first, then the rename, which is atomic.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        if let Some(parent) = self.destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&self.temporary, &self.destination)?;
+        self.committed = true;
+        *self.store.used.lock().unwrap_or_else(|e| e.into_inner()) += self.written;
+        self.store.evict();
+        Ok(())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// A stored object as a response body.
+pub fn file_body(file: std::fs::File) -> reqwest::Body {
+    reqwest::Body::wrap(FileBody {
+        file: tokio::fs::File::from_std(file),
+        buffer: vec![0; 256 * 1024],
+    })
+}
+
+struct FileBody {
+    file: tokio::fs::File,
+    buffer: Vec<u8>,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let mut read = tokio::io::ReadBuf::new(&mut this.buffer);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut this.file), cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(())) => {
+                let chunk = Bytes::copy_from_slice(read.filled());
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+        }
+    }
+}
+
+/// An upstream body relayed to the client and written to the store as it passes, checked by the
+/// core's verifier. The last chunk is held back until the verdict: on a mismatch the client gets
+/// an error instead of it, so its response never ends cleanly, and nothing is stored.
+pub fn storing_body(
+    upstream: reqwest::Body,
+    writing: Writing,
+    verifier: Verifier,
+) -> reqwest::Body {
+    reqwest::Body::wrap(StoringBody {
+        upstream,
+        writing: Some(writing),
+        verifier: Some(verifier),
+        held: None,
+    })
+}
+
+struct StoringBody {
+    upstream: reqwest::Body,
+    writing: Option<Writing>,
+    verifier: Option<Verifier>,
+    held: Option<Bytes>,
+}
+
+impl Body for StoringBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(verifier) = this.verifier.as_mut() else {
+                // The verdict is in: the held chunk, then the end.
+                return Poll::Ready(this.held.take().map(|chunk| Ok(Frame::data(chunk))));
+            };
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    this.writing = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    verifier.update(&chunk);
+                    if let Some(writing) = this.writing.as_mut() {
+                        if writing.write(&chunk).is_err() {
+                            this.writing = None;
+                        }
+                    }
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(Frame::data(previous))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    let verdict = this.verifier.take().expect("present").finish();
+                    match verdict {
+                        Ok(()) => {
+                            if let Some(writing) = this.writing.take() {
+                                if let Err(e) = writing.commit() {
+                                    tracing::warn!(error = %e, "the store could not keep a blob");
+                                }
+                            }
+                        }
+                        Err(mismatch) => {
+                            this.writing = None;
+                            this.held = None;
+                            tracing::warn!(%mismatch, "an upstream blob was not what its digest says");
+                            return Poll::Ready(Some(Err(mismatch.to_string().into())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.upstream.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("disk-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn objects_appear_only_when_committed_and_interrupted_writes_vanish() {
+        let dir = scratch("commit");
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        let mut writing = store.begin("v1/r/blobs/sha256/aa").unwrap();
+        writing.write(b"hello").unwrap();
+        assert!(store.open_object("v1/r/blobs/sha256/aa").is_none());
+        writing.commit().unwrap();
+        assert_eq!(store.open_object("v1/r/blobs/sha256/aa").unwrap().1, 5);
+        let mut dropped = store.begin("v1/r/blobs/sha256/bb").unwrap();
+        dropped.write(b"half").unwrap();
+        drop(dropped);
+        assert!(store.open_object("v1/r/blobs/sha256/bb").is_none());
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        // A restart counts what is there and clears what was left half written.
+        let stray = dir.join("tmp").join("stray");
+        std::fs::write(&stray, b"x").unwrap();
+        let again = DiskStore::open(&dir, 1 << 20).unwrap();
+        assert_eq!(again.used(), 5);
+        assert!(!stray.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_past_the_bound() {
+        let dir = scratch("evict");
+        let store = DiskStore::open(&dir, 10).unwrap();
+        for (key, age) in [("a", 30), ("b", 20), ("c", 10)] {
+            let mut w = store.begin(&format!("v1/r/blobs/sha256/{key}")).unwrap();
+            w.write(b"1234").unwrap();
+            w.commit().unwrap();
+            let path = dir.join(format!("objects/v1/r/blobs/sha256/{key}"));
+            let when = SystemTime::now() - std::time::Duration::from_secs(age);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        // Three of 4 bytes passed 10: the oldest went when the third came.
+        assert!(store.used() <= 10);
+        assert!(store.open_object("v1/r/blobs/sha256/a").is_none());
+        assert!(store.open_object("v1/r/blobs/sha256/c").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_directory() {
+        let dir = scratch("keys");
+        let store = DiskStore::open(&dir, 10).unwrap();
+        for key in ["../x", "v1/../../x", "/etc/passwd", "v1//x", "v1/a b"] {
+            assert!(store.begin(key).is_none(), "{key}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

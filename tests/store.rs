@@ -1,0 +1,177 @@
+//! The content store of the local server (`CACHE=file://…`), with real clients against the
+//! fixture: a second pull fetches no blob upstream; a stored private layer is served only to
+//! those the upstream lets read it, and only under its own repository; the store survives a
+//! restart, keeps within `CACHE_MAX_BYTES`, and never keeps bytes that are not what their digest
+//! says.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+/// One test at a time: each counts the fixture's storage requests, which the others would move.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+use support::faults::{Fault, FaultFront};
+use support::fixture::{fixture, run_dir, ALICE};
+use support::images::{BIG, NAMESPACED, PRIVATE, V2S2};
+use support::mirrors::{with, LocalServer, Mirror, Runtime};
+use support::suite::{assert_same_as_direct, curl, mirror_token};
+
+/// A local server with a store in a directory of its own (kept when `dir` is given again).
+fn mirror_with_store(label: &str, dir: &str, extra: &[(&str, &str)]) -> Mirror {
+    let store = run_dir().join(dir);
+    let cache = format!("file://{}", store.display());
+    let mut settings: Vec<(&str, &str)> = vec![("CACHE", &cache)];
+    settings.extend_from_slice(extra);
+    LocalServer.start(label, &with(&settings))
+}
+
+fn blobs_of(reference: &str) -> Vec<String> {
+    fixture().images.get(reference).blob_digests.clone()
+}
+
+fn hits(mirror: &Mirror) -> usize {
+    mirror
+        .requests()
+        .iter()
+        .filter(|r| r["cache"] == "hit" && r["status"] == 200)
+        .count()
+}
+
+#[test]
+fn a_second_pull_fetches_no_blob_upstream_and_survives_a_restart() {
+    let _serial = serial();
+    let blobs = blobs_of(NAMESPACED);
+    let first = mirror_with_store("store-first", "store-restart", &[]);
+    assert_same_as_direct(&first, NAMESPACED, &[], None);
+    let after_first = fixture().storage_gets_of(&blobs);
+    assert!(after_first > 0, "the first pull did not reach storage");
+    assert_same_as_direct(&first, NAMESPACED, &[], None);
+    assert_eq!(
+        fixture().storage_gets_of(&blobs),
+        after_first,
+        "the second pull fetched blobs upstream"
+    );
+    assert!(hits(&first) >= blobs.len(), "{}", first.log_text());
+    drop(first);
+    // Another process on the same directory serves what the first one stored.
+    let second = mirror_with_store("store-second", "store-restart", &[]);
+    assert_same_as_direct(&second, NAMESPACED, &[], None);
+    assert_eq!(fixture().storage_gets_of(&blobs), after_first);
+    assert!(hits(&second) >= blobs.len(), "{}", second.log_text());
+}
+
+#[test]
+fn a_stored_private_layer_is_served_only_to_whom_the_upstream_lets_read_it() {
+    let _serial = serial();
+    let mirror = mirror_with_store("store-private", "store-private", &[]);
+    assert_same_as_direct(&mirror, PRIVATE, &[], Some(ALICE));
+    let private = fixture().images.get(PRIVATE);
+    let layer = private.blob_digests.last().unwrap();
+    let repository = PRIVATE.split(':').next().unwrap();
+    let layer_bytes_sent = |out: &str| out.len() > 2000;
+
+    // Anonymous, under the private repository: the upstream refuses, so does the mirror.
+    let anonymous = mirror_token(
+        &mirror,
+        &format!("/token?scope=repository:{repository}:pull"),
+        &[],
+    );
+    let path = format!("/v2/{repository}/blobs/{layer}");
+    let auth = format!("Authorization: Bearer {anonymous}");
+    let (status, out) = curl(&mirror, &path, &["-H", &auth]);
+    assert!(matches!(status, 401 | 403), "{status}: {out}");
+    assert!(!layer_bytes_sent(&out));
+
+    // Under a public repository's path: the upstream has never shown it there.
+    let public = mirror_token(&mirror, "/token?scope=repository:library/alpine:pull", &[]);
+    let auth = format!("Authorization: Bearer {public}");
+    let (status, out) = curl(
+        &mirror,
+        &format!("/v2/library/alpine/blobs/{layer}"),
+        &["-H", &auth],
+    );
+    assert_eq!(status, 404, "{out}");
+    assert!(!layer_bytes_sent(&out));
+
+    // Alice, who may read it, gets it from the store.
+    let hits_before = hits(&mirror);
+    assert_same_as_direct(&mirror, PRIVATE, &[], Some(ALICE));
+    assert!(hits(&mirror) > hits_before, "{}", mirror.log_text());
+}
+
+#[test]
+fn the_store_keeps_within_its_bound() {
+    let _serial = serial();
+    const MAX: u64 = 200 * 1024;
+    let mirror = mirror_with_store(
+        "store-bounded",
+        "store-bounded",
+        &[("CACHE_MAX_BYTES", &MAX.to_string())],
+    );
+    for reference in [V2S2, NAMESPACED, BIG] {
+        assert_same_as_direct(&mirror, reference, &[], None);
+    }
+    let objects = run_dir().join("store-bounded/objects");
+    let held: u64 = walk(&objects).iter().sum();
+    assert!(held <= MAX, "{held} bytes held, the bound is {MAX}");
+    assert!(held > 0, "nothing was kept");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            sizes.extend(walk(&entry.path()));
+        } else {
+            sizes.push(meta.len());
+        }
+    }
+    sizes
+}
+
+/// Storage that answers with other bytes than the digest says: the client's pull fails (its
+/// response is cut short), nothing is stored, and once storage is right again the pull is whole.
+#[test]
+fn a_corrupted_upstream_blob_is_never_stored() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("store-corrupt");
+    let cache = format!("file://{}", store.display());
+    let upstream = format!("http://{}", front.addr);
+    let mirror = LocalServer.start(
+        "store-corrupt",
+        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
+    );
+    front.set(Fault::CorruptBody);
+    let corrupted = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);
+    assert!(corrupted.is_err(), "a corrupted pull succeeded");
+    // Even a client that checks nothing sees the failure: the response ends short of its length.
+    let layer = blobs_of(V2S2).last().unwrap().clone();
+    let token = mirror_token(&mirror, "/token?scope=repository:library/alpine:pull", &[]);
+    let fetched = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "30", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!(
+            "http://{}/v2/library/alpine/blobs/{layer}",
+            mirror.addr
+        ))
+        .status()
+        .unwrap();
+    assert!(
+        !fetched.success(),
+        "curl took corrupted bytes as a whole blob"
+    );
+    assert!(
+        walk(&store.join("objects")).is_empty(),
+        "corrupted bytes were stored"
+    );
+    front.set(Fault::None);
+    assert_same_as_direct(&mirror, V2S2, &[], None);
+    assert!(!walk(&store.join("objects")).is_empty());
+}
