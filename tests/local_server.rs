@@ -44,18 +44,6 @@ fn failed_logins_are_throttled() {
     support::suite::failed_logins_are_throttled(&LocalServer, 5);
 }
 
-/// The resident memory of a process now, in MiB.
-fn rss_mib(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024.0
-}
-
 /// A flood of idle connections from one address: past `MAX_CONNECTIONS_PER_IP` they are closed at
 /// once, another address is still served, the server's memory stays bounded, and it is back where
 /// it was after the flood.
@@ -80,7 +68,7 @@ fn one_address_cannot_hold_the_server() {
         assert_eq!(status, 200, "health from {from}: {out}");
     };
     health("127.0.0.1");
-    let before = rss_mib(pid);
+    let before = support::measure::rss_mib(pid);
     let flood: Vec<std::net::TcpStream> = (0..FLOOD)
         .map(|_| std::net::TcpStream::connect(&mirror.addr).expect("connect"))
         .collect();
@@ -105,7 +93,7 @@ fn one_address_cannot_hold_the_server() {
         "only {closed} of {FLOOD} were closed"
     );
     health("127.0.0.2");
-    let during = rss_mib(pid);
+    let during = support::measure::rss_mib(pid);
     assert!(
         during < before + 32.0,
         "{before:.1} MiB before, {during:.1} MiB in the flood"
@@ -113,7 +101,7 @@ fn one_address_cannot_hold_the_server() {
     drop(flood);
     std::thread::sleep(std::time::Duration::from_secs(1));
     health("127.0.0.1");
-    let after = rss_mib(pid);
+    let after = support::measure::rss_mib(pid);
     assert!(
         after < before + 8.0,
         "{before:.1} MiB before, {after:.1} MiB after the flood"

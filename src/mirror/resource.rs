@@ -3,6 +3,7 @@
 
 use super::answers::*;
 use super::*;
+use crate::store::keys;
 
 impl Mirror {
     pub(super) fn resource(
@@ -81,7 +82,7 @@ impl Mirror {
         let mut storage_headers = HeaderMap::new();
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
-        let cache_key = cache_key(&registry.name, &route, &head.headers);
+        let cache_key = keys::edge_cache(&registry.name, &route, &head.headers);
         let store_key = self.store_key(&registry.name, &route, head);
         let resource = ResourceRequest {
             route,
@@ -210,7 +211,7 @@ impl Mirror {
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
         let registry = &self.config.registries.get(resource.resolved.registry).name;
-        let cache_key = cache_key(registry, &resource.route, &resource.storage_headers);
+        let cache_key = keys::edge_cache(registry, &resource.route, &resource.storage_headers);
         fetch_step(
             request,
             None,
@@ -327,28 +328,6 @@ impl Mirror {
             summary,
         )
     }
-}
-
-/// The shared-cache key of immutable content: blobs, and manifests by digest, asked for whole.
-/// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
-/// cross registries); the repository is not, so a layer shared by many images is stored once.
-pub(super) fn cache_key(
-    registry: &str,
-    route: &Route,
-    client_headers: &HeaderMap,
-) -> Option<String> {
-    if client_headers.contains_key(header::RANGE) {
-        return None;
-    }
-    let (kind, digest) = match route {
-        Route::Blob { digest, .. } => ("blob", digest),
-        Route::Manifest {
-            reference: Reference::Digest(digest),
-            ..
-        } => ("manifest", digest),
-        _ => return None,
-    };
-    Some(format!("registry-mirror/v1/{registry}/{kind}/{digest}"))
 }
 
 /// The `n` and `last` parameters of a tags list, re-encoded (nothing else goes upstream).

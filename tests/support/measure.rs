@@ -7,10 +7,19 @@ use std::time::Duration;
 
 /// `VmHWM` of one process, in MiB.
 pub fn peak_rss_mib(pid: i32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now, in MiB.
+pub fn rss_mib(pid: i32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: i32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
