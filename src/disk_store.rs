@@ -11,6 +11,7 @@ use crate::store::verify::Verifier;
 use crate::store::StoreSetting;
 use crate::Config;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
+use tokio::sync::watch;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -60,6 +62,8 @@ pub struct DiskStore {
     max_bytes: u64,
     used: Mutex<u64>,
     writes: AtomicU64,
+    /// The keys a request is fetching now, each with what wakes those waiting for it.
+    in_flight: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
 }
 
 impl DiskStore {
@@ -75,6 +79,7 @@ impl DiskStore {
             max_bytes,
             used: Mutex::new(used),
             writes: AtomicU64::new(0),
+            in_flight: Arc::default(),
         }))
     }
 
@@ -90,6 +95,23 @@ impl DiskStore {
         let length = file.metadata().ok()?.len();
         let _ = file.set_modified(SystemTime::now());
         Some((file, length))
+    }
+
+    /// For a miss: the claim to fetch `key` upstream, or, when another request holds it, what to
+    /// wait on (it closes when that request has stored the object or given up). So concurrent
+    /// misses for one blob fetch it once.
+    pub fn claim(&self, key: &str) -> Result<Claim, watch::Receiver<()>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waiting) = in_flight.get(key) {
+            return Err(waiting.clone());
+        }
+        let (done, waiting) = watch::channel(());
+        in_flight.insert(key.to_string(), waiting);
+        Ok(Claim {
+            key: key.to_string(),
+            in_flight: self.in_flight.clone(),
+            _done: done,
+        })
     }
 
     /// A new object at `key`, written to a temporary file until [`Writing::commit`].
@@ -163,6 +185,20 @@ fn objects(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
         }
     }
     found
+}
+
+/// A request's claim to fetch a missing object; those waiting for it wake when it is dropped.
+pub struct Claim {
+    key: String,
+    in_flight: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.remove(&self.key);
+    }
 }
 
 /// An object being written; dropped without [`Writing::commit`], it leaves nothing.
@@ -246,12 +282,14 @@ pub fn storing_body(
     upstream: reqwest::Body,
     writing: Writing,
     verifier: Verifier,
+    claim: Option<Claim>,
 ) -> reqwest::Body {
     reqwest::Body::wrap(StoringBody {
         upstream,
         writing: Some(writing),
         verifier: Some(verifier),
         held: None,
+        _claim: claim,
     })
 }
 
@@ -260,6 +298,8 @@ struct StoringBody {
     writing: Option<Writing>,
     verifier: Option<Verifier>,
     held: Option<Bytes>,
+    /// Released with the body: after the commit, or when the relay ends another way.
+    _claim: Option<Claim>,
 }
 
 impl Body for StoringBody {

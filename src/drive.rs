@@ -87,8 +87,9 @@ impl Driver {
         };
         let mut step = self.mirror.start(&incoming, SystemTime::now());
         let mut last_body: Option<reqwest::Body> = None;
-        // The object a lookup found, held open until it is served.
+        // The object a lookup found, held open until it is served; or the claim to fetch it.
         let mut found: Option<std::fs::File> = None;
+        let mut claim = None;
         loop {
             step = match step {
                 Step::Answer(response, summary) => {
@@ -101,7 +102,8 @@ impl Driver {
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::Lookup(lookup) => {
-                    let stored = self.store.as_ref().and_then(|s| s.open_object(&lookup.key));
+                    let (stored, claimed) = self.look_up(&lookup.key).await;
+                    claim = claimed;
                     let length = stored.as_ref().map(|(_, length)| *length);
                     found = stored.map(|(file, _)| file);
                     self.mirror.resume_lookup(lookup.pending, length)
@@ -114,7 +116,9 @@ impl Driver {
                     let upstream = last_body.take().unwrap_or_default();
                     let writing = self.store.as_ref().and_then(|s| s.begin(&write.key));
                     let body = match writing {
-                        Some(writing) => storing_body(upstream, writing, write.verifier),
+                        Some(writing) => {
+                            storing_body(upstream, writing, write.verifier, claim.take())
+                        }
                         None => upstream,
                     };
                     return (Response::from_parts(parts, body), summary);
@@ -134,6 +138,34 @@ impl Driver {
                     }
                 }
             };
+        }
+    }
+
+    /// A stored object, opened; or, on a miss, the claim to fetch it. When another request is
+    /// fetching it already, waits for that one (at most the upstream timeout), then looks again.
+    async fn look_up(
+        &self,
+        key: &str,
+    ) -> (
+        Option<(std::fs::File, u64)>,
+        Option<crate::disk_store::Claim>,
+    ) {
+        let Some(store) = &self.store else {
+            return (None, None);
+        };
+        if let Some(stored) = store.open_object(key) {
+            return (Some(stored), None);
+        }
+        match store.claim(key) {
+            Ok(claim) => (None, Some(claim)),
+            Err(mut fetching) => {
+                let wait = self.settings.upstream_timeout;
+                let _ = tokio::time::timeout(wait, fetching.changed()).await;
+                match store.open_object(key) {
+                    Some(stored) => (Some(stored), None),
+                    None => (None, store.claim(key).ok()),
+                }
+            }
         }
     }
 

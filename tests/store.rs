@@ -175,3 +175,60 @@ fn a_corrupted_upstream_blob_is_never_stored() {
     assert_same_as_direct(&mirror, V2S2, &[], None);
     assert!(!walk(&store.join("objects")).is_empty());
 }
+
+/// Two clients missing the same blob at once: it is fetched from storage once, and both get it
+/// whole (the second waits for the first, then is served from the store). Storage is made slow
+/// so that the second arrives while the first is fetching.
+#[test]
+fn concurrent_misses_fetch_a_blob_once() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("store-concurrent");
+    let cache = format!("file://{}", store.display());
+    let upstream = format!("http://{}", front.addr);
+    let mirror = LocalServer.start(
+        "store-concurrent",
+        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
+    );
+    let layer = blobs_of(BIG).last().unwrap().clone();
+    let name = BIG.split(':').next().unwrap();
+    let token = mirror_token(
+        &mirror,
+        &format!("/token?scope=repository:{name}:pull"),
+        &[],
+    );
+    front.set(Fault::SlowHead(std::time::Duration::from_secs(1)));
+    let before = f.storage_gets_of(std::slice::from_ref(&layer));
+    let fetch = || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download}",
+            ])
+            .args(["--max-time", "60", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://{}/v2/{name}/blobs/{layer}", mirror.addr))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(fetch);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let second = s.spawn(fetch);
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    front.set(Fault::None);
+    // Both whole: the same status and size.
+    assert!(first.starts_with("200 "), "{first}");
+    assert_eq!(first, second);
+    assert_eq!(
+        f.storage_gets_of(std::slice::from_ref(&layer)) - before,
+        1,
+        "the blob was fetched more than once ({first}; {second})"
+    );
+}
