@@ -8,7 +8,7 @@
 //! `CACHE_MAX_BYTES` the least recently served objects go first.
 
 use crate::store::verify::Verifier;
-use crate::store::StoreSetting;
+use crate::store::{StoreSetting, Stored};
 use crate::Config;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::collections::HashMap;
@@ -56,6 +56,11 @@ pub fn default_dir() -> Option<PathBuf> {
     Some(base.join("registry-mirror"))
 }
 
+/// Each object file begins with one line, `registry-mirror-object v1 <media type or ->`, then the
+/// object's bytes: the media type travels with the object, in the same atomic rename.
+const HEADER_MAGIC: &str = "registry-mirror-object v1 ";
+const MAX_HEADER: u64 = 256;
+
 /// A directory of stored objects.
 pub struct DiskStore {
     root: PathBuf,
@@ -88,13 +93,23 @@ impl DiskStore {
         *self.used.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The object at `key`, opened (so that eviction cannot take it from under a reader), and its
-    /// length; it becomes the most recently used.
-    pub fn open_object(&self, key: &str) -> Option<(std::fs::File, u64)> {
-        let file = std::fs::File::open(self.path(key)?).ok()?;
-        let length = file.metadata().ok()?.len();
+    /// The object at `key`, opened and positioned at its body (so that eviction cannot take it
+    /// from under a reader), with what the core needs of it; it becomes the most recently used.
+    pub fn open_object(&self, key: &str) -> Option<(std::fs::File, Stored)> {
+        use std::io::{BufRead, Read, Seek};
+        let mut file = std::fs::File::open(self.path(key)?).ok()?;
+        let size = file.metadata().ok()?.len();
+        let mut header = String::new();
+        std::io::BufReader::new((&mut file).take(MAX_HEADER))
+            .read_line(&mut header)
+            .ok()?;
+        let media_type = header.strip_prefix(HEADER_MAGIC)?.strip_suffix('\n')?;
+        let media_type = (media_type != "-").then(|| media_type.to_string());
+        file.seek(std::io::SeekFrom::Start(header.len() as u64))
+            .ok()?;
         let _ = file.set_modified(SystemTime::now());
-        Some((file, length))
+        let length = size.checked_sub(header.len() as u64)?;
+        Some((file, Stored { length, media_type }))
     }
 
     /// For a miss: the claim to fetch `key` upstream, or, when another request holds it, what to
@@ -115,19 +130,25 @@ impl DiskStore {
     }
 
     /// A new object at `key`, written to a temporary file until [`Writing::commit`].
-    pub fn begin(self: &Arc<Self>, key: &str) -> Option<Writing> {
+    pub fn begin(self: &Arc<Self>, key: &str, media_type: Option<&str>) -> Option<Writing> {
         let destination = self.path(key)?;
+        let media_type = media_type.unwrap_or("-");
+        if media_type.len() > 200 || media_type.contains(['\n', '\r']) {
+            return None;
+        }
         let n = self.writes.fetch_add(1, Ordering::Relaxed);
         let temporary = self
             .root
             .join("tmp")
             .join(format!("{}-{n}", std::process::id()));
-        let file = std::fs::File::create(&temporary).ok()?;
+        let mut file = std::fs::File::create(&temporary).ok()?;
+        let header = format!("{HEADER_MAGIC}{media_type}\n");
+        file.write_all(header.as_bytes()).ok()?;
         Some(Writing {
             file: std::io::BufWriter::with_capacity(256 * 1024, file),
             temporary,
             destination,
-            written: 0,
+            written: header.len() as u64,
             store: self.clone(),
             committed: false,
         })
@@ -377,12 +398,15 @@ mod tests {
     fn objects_appear_only_when_committed_and_interrupted_writes_vanish() {
         let dir = scratch("commit");
         let store = DiskStore::open(&dir, 1 << 20).unwrap();
-        let mut writing = store.begin("v1/r/blobs/sha256/aa").unwrap();
+        let mut writing = store.begin("v1/r/blobs/sha256/aa", None).unwrap();
         writing.write(b"hello").unwrap();
         assert!(store.open_object("v1/r/blobs/sha256/aa").is_none());
         writing.commit().unwrap();
-        assert_eq!(store.open_object("v1/r/blobs/sha256/aa").unwrap().1, 5);
-        let mut dropped = store.begin("v1/r/blobs/sha256/bb").unwrap();
+        assert_eq!(
+            store.open_object("v1/r/blobs/sha256/aa").unwrap().1.length,
+            5
+        );
+        let mut dropped = store.begin("v1/r/blobs/sha256/bb", None).unwrap();
         dropped.write(b"half").unwrap();
         drop(dropped);
         assert!(store.open_object("v1/r/blobs/sha256/bb").is_none());
@@ -391,7 +415,7 @@ mod tests {
         let stray = dir.join("tmp").join("stray");
         std::fs::write(&stray, b"x").unwrap();
         let again = DiskStore::open(&dir, 1 << 20).unwrap();
-        assert_eq!(again.used(), 5);
+        assert_eq!(again.used(), (HEADER_MAGIC.len() + 2 + 5) as u64);
         assert!(!stray.exists());
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -399,9 +423,13 @@ mod tests {
     #[test]
     fn the_least_recently_used_go_first_past_the_bound() {
         let dir = scratch("evict");
-        let store = DiskStore::open(&dir, 10).unwrap();
+        // Each object: the header line and 4 bytes; room for two of them.
+        let each = (HEADER_MAGIC.len() + 2 + 4) as u64;
+        let store = DiskStore::open(&dir, 2 * each + 1).unwrap();
         for (key, age) in [("a", 30), ("b", 20), ("c", 10)] {
-            let mut w = store.begin(&format!("v1/r/blobs/sha256/{key}")).unwrap();
+            let mut w = store
+                .begin(&format!("v1/r/blobs/sha256/{key}"), None)
+                .unwrap();
             w.write(b"1234").unwrap();
             w.commit().unwrap();
             let path = dir.join(format!("objects/v1/r/blobs/sha256/{key}"));
@@ -413,10 +441,33 @@ mod tests {
                 .set_modified(when)
                 .unwrap();
         }
-        // Three of 4 bytes passed 10: the oldest went when the third came.
-        assert!(store.used() <= 10);
+        // The third passed the bound: the oldest went.
+        assert!(store.used() <= 2 * each + 1);
         assert!(store.open_object("v1/r/blobs/sha256/a").is_none());
         assert!(store.open_object("v1/r/blobs/sha256/c").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_media_type_travels_with_the_object() {
+        let dir = scratch("media");
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        let key = "v1/r/manifests/sha256/aa";
+        let mut w = store
+            .begin(key, Some("application/vnd.oci.image.manifest.v1+json"))
+            .unwrap();
+        w.write(b"{}").unwrap();
+        w.commit().unwrap();
+        let (mut file, stored) = store.open_object(key).unwrap();
+        assert_eq!(stored.length, 2);
+        assert_eq!(
+            stored.media_type.as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut file, &mut body).unwrap();
+        assert_eq!(body, "{}");
+        assert!(store.begin(key, Some("bad\ntype")).is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -425,7 +476,7 @@ mod tests {
         let dir = scratch("keys");
         let store = DiskStore::open(&dir, 10).unwrap();
         for key in ["../x", "v1/../../x", "/etc/passwd", "v1//x", "v1/a b"] {
-            assert!(store.begin(key).is_none(), "{key}");
+            assert!(store.begin(key, None).is_none(), "{key}");
         }
         let _ = std::fs::remove_dir_all(dir);
     }

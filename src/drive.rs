@@ -104,9 +104,9 @@ impl Driver {
                 Step::Lookup(lookup) => {
                     let (stored, claimed) = self.look_up(&lookup.key).await;
                     claim = claimed;
-                    let length = stored.as_ref().map(|(_, length)| *length);
-                    found = stored.map(|(file, _)| file);
-                    self.mirror.resume_lookup(lookup.pending, length)
+                    let (file, stored) = stored.unzip();
+                    found = file;
+                    self.mirror.resume_lookup(lookup.pending, stored)
                 }
                 Step::Serve(parts, _key, summary) => {
                     let body = found.take().map(file_body).unwrap_or_default();
@@ -114,7 +114,11 @@ impl Driver {
                 }
                 Step::RelayAndStore(parts, summary, write) => {
                     let upstream = last_body.take().unwrap_or_default();
-                    let writing = self.store.as_ref().and_then(|s| s.begin(&write.key));
+                    let media_type = write.media_type.as_deref();
+                    let writing = self
+                        .store
+                        .as_ref()
+                        .and_then(|s| s.begin(&write.key, media_type));
                     let body = match writing {
                         Some(writing) => {
                             storing_body(upstream, writing, write.verifier, claim.take())
@@ -147,7 +151,7 @@ impl Driver {
         &self,
         key: &str,
     ) -> (
-        Option<(std::fs::File, u64)>,
+        Option<(std::fs::File, crate::store::Stored)>,
         Option<crate::disk_store::Claim>,
     ) {
         let Some(store) = &self.store else {

@@ -167,13 +167,12 @@ fn a_corrupted_upstream_blob_is_never_stored() {
         !fetched.success(),
         "curl took corrupted bytes as a whole blob"
     );
-    assert!(
-        walk(&store.join("objects")).is_empty(),
-        "corrupted bytes were stored"
-    );
+    // Manifests come from the registry, whole; the blobs came from storage, corrupted.
+    let blobs = store.join("objects/v1/docker.io/blobs");
+    assert!(walk(&blobs).is_empty(), "corrupted bytes were stored");
     front.set(Fault::None);
     assert_same_as_direct(&mirror, V2S2, &[], None);
-    assert!(!walk(&store.join("objects")).is_empty());
+    assert!(!walk(&blobs).is_empty());
 }
 
 /// Two clients missing the same blob at once: it is fetched from storage once, and both get it
@@ -231,4 +230,58 @@ fn concurrent_misses_fetch_a_blob_once() {
         1,
         "the blob was fetched more than once ({first}; {second})"
     );
+}
+
+/// The local server with a store of its own, for the client suite's cases.
+struct LocalWithStore;
+
+impl Runtime for LocalWithStore {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+        let cache = format!("file://{}", run_dir().join("store-clients").display());
+        let mut settings: Vec<(String, String)> = settings
+            .iter()
+            .filter(|(k, _)| k != "CACHE")
+            .cloned()
+            .collect();
+        settings.push(("CACHE".into(), cache));
+        LocalServer.start(label, &settings)
+    }
+}
+
+static STORED: support::mirrors::Mirrors = support::mirrors::Mirrors::new(&LocalWithStore);
+
+/// dockerd, containerd and skopeo pull through the store; pulled again by fresh clients, the same
+/// images cost Docker Hub no counted manifest `GET` (tags are asked with `HEAD`) and storage no
+/// blob.
+#[test]
+fn pulled_again_images_cost_no_counted_get() {
+    use support::suite::{
+        ctr_fetches_full_and_short_names, dockerd_pulls_short_names_through_registry_mirrors,
+        skopeo_pulls_short_names,
+    };
+    let _serial = serial();
+    let pull_all = || {
+        dockerd_pulls_short_names_through_registry_mirrors(&STORED);
+        ctr_fetches_full_and_short_names(&STORED);
+        skopeo_pulls_short_names(&STORED);
+    };
+    pull_all();
+    let (gets, blobs) = (fixture().all_manifest_gets(), fixture().storage_blob_gets());
+    let hits_before = hits(STORED.open());
+    pull_all();
+    assert_eq!(
+        fixture().all_manifest_gets(),
+        gets,
+        "the second pulls made counted manifest GETs"
+    );
+    assert_eq!(
+        fixture().storage_blob_gets(),
+        blobs,
+        "the second pulls fetched blobs"
+    );
+    assert!(hits(STORED.open()) > hits_before);
 }

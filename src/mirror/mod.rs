@@ -98,11 +98,12 @@ pub struct Lookup {
     pub pending: Pending,
 }
 
-/// Where a relayed body goes in the store, and what checks it.
+/// Where a relayed body goes in the store, what checks it, and the media type kept with it.
 #[derive(Debug)]
 pub struct StoreWrite {
     pub key: String,
     pub verifier: crate::store::verify::Verifier,
+    pub media_type: Option<String>,
 }
 
 /// An upstream request for the adapter to make. Redirects are never to be followed by the adapter:
@@ -187,11 +188,19 @@ enum State {
     Resource(ResourceRequest),
     /// Fetched Docker Hub's search.
     Search,
-    /// Looked a blob up in the store, before fetching it (`get`).
+    /// Looked content up in the store, before fetching it (`get`); `authorized` when the
+    /// upstream has just let this client read it under this repository (a tag's `HEAD`).
     Lookup {
         resource: ResourceRequest,
         get: Request<Vec<u8>>,
         key: String,
+        authorized: bool,
+    },
+    /// Asked the registry for a tag's digest with `HEAD` (free in Docker Hub's accounting);
+    /// `get` is the client's `GET` by tag, for when the answer names no digest.
+    TagHead {
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
     },
     /// Asked the registry, with the client's credentials, whether this client may read the stored
     /// blob under this repository (a `HEAD`); on a refusal, `get` asks for the upstream's own answer.
@@ -199,7 +208,7 @@ enum State {
         resource: ResourceRequest,
         get: Request<Vec<u8>>,
         key: String,
-        length: u64,
+        stored: crate::store::Stored,
     },
     /// Followed a redirect to storage (`hops` so far).
     Storage {
@@ -357,8 +366,9 @@ impl Mirror {
                 resource,
                 get,
                 key,
-                length,
-            } => self.authorized(resource, get, key, length, head, summary),
+                stored,
+            } => self.authorized(resource, get, key, stored, head, summary),
+            State::TagHead { resource, get } => self.tag_answered(resource, get, head, summary),
             State::Storage {
                 resource,
                 url,
@@ -398,6 +408,7 @@ impl Mirror {
             State::LearnChallenge(_)
             | State::Resource(_)
             | State::Lookup { .. }
+            | State::TagHead { .. }
             | State::Authorize { .. } => "the upstream registry",
             State::Search => "Docker Hub's search",
             State::UpstreamToken(_) => "the upstream token service",
@@ -414,6 +425,7 @@ impl Mirror {
             State::Resource(r)
             | State::Storage { resource: r, .. }
             | State::Lookup { resource: r, .. }
+            | State::TagHead { resource: r, .. }
             | State::Authorize { resource: r, .. } => r.method.clone(),
             _ => Method::GET,
         };
@@ -623,6 +635,7 @@ fn fetch_step(
 /// A store lookup before `get` would be fetched.
 fn lookup_step(
     key: String,
+    authorized: bool,
     resource: ResourceRequest,
     get: Request<Vec<u8>>,
     summary: Summary,
@@ -637,7 +650,12 @@ fn lookup_step(
     Step::Lookup(Box::new(Lookup {
         key: key.clone(),
         pending: Pending {
-            state: State::Lookup { resource, get, key },
+            state: State::Lookup {
+                resource,
+                get,
+                key,
+                authorized,
+            },
             summary,
             attempt: 1,
             resend,

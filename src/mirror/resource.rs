@@ -84,6 +84,7 @@ impl Mirror {
         let url = registry.upstream.url(&path);
         let cache_key = keys::edge_cache(&registry.name, &route, &head.headers);
         let store_key = self.store_key(&registry.name, &route, head);
+        let tag_by_head = self.resolves_tags_by_head(&route, head);
         let resource = ResourceRequest {
             route,
             resolved,
@@ -94,9 +95,13 @@ impl Mirror {
             store_key: None,
         };
         let request = build_request(head.method.clone(), &url, headers);
-        // A blob the store may hold: look first (its steps are in `stored`).
+        // Content the store may hold: look first; a tag: ask its digest with HEAD first (the
+        // steps are in `stored`).
         if let Some(key) = store_key {
-            return lookup_step(key, resource, request, summary);
+            return lookup_step(key, false, resource, request, summary);
+        }
+        if tag_by_head {
+            return self.ask_tag(resource, request, summary);
         }
         fetch_step(request, None, cache_key, State::Resource(resource), summary)
     }
@@ -134,7 +139,7 @@ impl Mirror {
                     }
                 }
             }
-            return self.relay_blob(&resource, out, summary);
+            return self.relay_storable(&resource, out, summary);
         }
         if status.is_redirection() {
             let url = self
@@ -299,7 +304,7 @@ impl Mirror {
             if let Some(value) = digest.and_then(|d| HeaderValue::from_str(d).ok()) {
                 out.headers.insert("docker-content-digest", value);
             }
-            return self.relay_blob(&resource, out, summary);
+            return self.relay_storable(&resource, out, summary);
         }
         if status.is_redirection() {
             return self.redirected(resource, url, hops, &head, summary);

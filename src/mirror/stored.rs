@@ -1,32 +1,102 @@
-//! The steps around the content store (see `store`): a lookup before a blob is fetched, the
-//! upstream's word that this client may read a stored blob under this repository, and the choice
-//! to store a relayed blob.
+//! The steps around the content store (see `store`): a lookup before content is fetched, the
+//! upstream's word that this client may read stored content under this repository, a tag's
+//! digest asked with `HEAD`, and the choice to store what is relayed.
 
 use super::answers::*;
 use super::*;
-use crate::store::{keys, verify::Verifier, StoreSetting};
+use crate::store::{keys, verify::Verifier, StoreSetting, Stored};
 
 impl Mirror {
-    /// The store key for this request's answer: a blob, asked for whole with `GET`, when the
-    /// mirror has a store.
+    fn has_store(&self) -> bool {
+        matches!(self.config.store, StoreSetting::Directory(_))
+    }
+
+    /// The store key for this request's answer: a blob or a manifest by digest, asked for whole
+    /// with `GET`, when the mirror has a store.
     pub(super) fn store_key(
         &self,
         registry: &str,
         route: &Route,
         head: &request::Parts,
     ) -> Option<String> {
-        let Route::Blob { digest, .. } = route else {
+        let whole_get = head.method == Method::GET && !head.headers.contains_key(header::RANGE);
+        if !self.has_store() || !whole_get {
             return None;
-        };
-        let wanted = matches!(self.config.store, StoreSetting::Directory(_))
-            && head.method == Method::GET
-            && !head.headers.contains_key(header::RANGE);
-        wanted.then(|| keys::blob(registry, digest)).flatten()
+        }
+        match route {
+            Route::Blob { digest, .. } => keys::blob(registry, digest),
+            Route::Manifest {
+                reference: Reference::Digest(digest),
+                ..
+            } => keys::manifest(registry, digest),
+            _ => None,
+        }
     }
 
-    /// After a lookup: a stored blob is served once the upstream lets this client read it under
-    /// this repository; a missing one is fetched, and stored as it is relayed.
-    pub fn resume_lookup(&self, pending: Pending, stored_length: Option<u64>) -> Step {
+    /// Whether a manifest `GET` by tag asks the registry for the tag's digest with `HEAD` first
+    /// (which Docker Hub does not count as a pull), so that a stored manifest is served without a
+    /// counted `GET`.
+    pub(super) fn resolves_tags_by_head(&self, route: &Route, head: &request::Parts) -> bool {
+        let by_tag = matches!(
+            route,
+            Route::Manifest {
+                reference: Reference::Tag(_),
+                ..
+            }
+        );
+        self.has_store() && by_tag && head.method == Method::GET
+    }
+
+    /// `HEAD` the tag, with the client's `Accept` and credentials.
+    pub(super) fn ask_tag(
+        &self,
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        summary: Summary,
+    ) -> Step {
+        let head = same_request(Method::HEAD, &get);
+        fetch_step(head, None, None, State::TagHead { resource, get }, summary)
+    }
+
+    /// The tag's digest: look it up in the store (the `HEAD` has just let this client read it
+    /// under this repository); when the answer names none, ask with the client's `GET`.
+    pub(super) fn tag_answered(
+        &self,
+        mut resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        head: response::Parts,
+        summary: Summary,
+    ) -> Step {
+        let registry = &self.config.registries.get(resource.resolved.registry).name;
+        let digest = header_str(&head.headers, "docker-content-digest")
+            .filter(|d| crate::reference::is_valid_digest(d))
+            .map(str::to_string);
+        let key = digest.as_deref().and_then(|d| keys::manifest(registry, d));
+        match (head.status.is_success(), digest, key) {
+            (true, Some(digest), Some(key)) => {
+                // From here on, the manifest by digest: that is what is stored and fetched.
+                let path = format!("/v2/{}/manifests/{digest}", resource.resolved.upstream_name);
+                let by_digest = self.config.registries.get(resource.resolved.registry);
+                let mut get = get;
+                if let Ok(uri) = by_digest.upstream.url(&path).parse() {
+                    *get.uri_mut() = uri;
+                }
+                resource.route = match resource.route {
+                    Route::Manifest { name, .. } => Route::Manifest {
+                        name,
+                        reference: Reference::Digest(digest),
+                    },
+                    other => other,
+                };
+                lookup_step(key, true, resource, get, summary)
+            }
+            _ => fetch_step(get, None, None, State::Resource(resource), summary),
+        }
+    }
+
+    /// After a lookup: stored content is served once the upstream lets this client read it under
+    /// this repository; missing content is fetched, and stored as it is relayed.
+    pub fn resume_lookup(&self, pending: Pending, stored: Option<Stored>) -> Step {
         let Pending {
             state, mut summary, ..
         } = pending;
@@ -34,24 +104,28 @@ impl Mirror {
             mut resource,
             get,
             key,
+            authorized,
         } = state
         else {
             return answer_error(&Method::GET, unexpected("a lookup's answer"), summary);
         };
-        let Some(length) = stored_length else {
+        let is_manifest = matches!(resource.route, Route::Manifest { .. });
+        // A manifest must have kept its media type to be served.
+        let stored = stored.filter(|s| !is_manifest || s.media_type.is_some());
+        let Some(stored) = stored else {
             summary.store = Some("miss");
             resource.store_key = Some(key);
             return fetch_step(get, None, None, State::Resource(resource), summary);
         };
-        let mut head = Request::new(Vec::new());
-        *head.method_mut() = Method::HEAD;
-        *head.uri_mut() = get.uri().clone();
-        *head.headers_mut() = get.headers().clone();
+        if authorized {
+            return self.serve(&resource, key, stored, summary);
+        }
+        let head = same_request(Method::HEAD, &get);
         let state = State::Authorize {
             resource,
             get,
             key,
-            length,
+            stored,
         };
         fetch_step(head, None, None, state, summary)
     }
@@ -62,17 +136,13 @@ impl Mirror {
         resource: ResourceRequest,
         get: Request<Vec<u8>>,
         key: String,
-        length: u64,
+        stored: Stored,
         head: response::Parts,
-        mut summary: Summary,
+        summary: Summary,
     ) -> Step {
         let status = head.status;
         if status.is_success() || status.is_redirection() {
-            summary.store = Some("hit");
-            let Route::Blob { digest, .. } = &resource.route else {
-                return answer_error(&resource.method, unexpected("a stored non-blob"), summary);
-            };
-            return Step::Serve(stored_blob_head(digest, length), key, summary);
+            return self.serve(&resource, key, stored, summary);
         }
         if status.is_server_error() {
             // Without the upstream's word, nothing stored is served.
@@ -87,20 +157,51 @@ impl Mirror {
         fetch_step(get, None, None, State::Resource(resource), summary)
     }
 
-    /// A whole blob on its way to the client: relayed, and stored on the way when the store
-    /// wants it and its length is known.
-    pub(super) fn relay_blob(
+    fn serve(
+        &self,
+        resource: &ResourceRequest,
+        key: String,
+        stored: Stored,
+        mut summary: Summary,
+    ) -> Step {
+        let digest = match &resource.route {
+            Route::Blob { digest, .. } => digest.as_str(),
+            Route::Manifest {
+                reference: Reference::Digest(digest),
+                ..
+            } => digest.as_str(),
+            _ => return answer_error(&resource.method, unexpected("stored content"), summary),
+        };
+        summary.store = Some("hit");
+        Step::Serve(stored_head(digest, &stored), key, summary)
+    }
+
+    /// Content on its way to the client: relayed, and stored on the way when the store wants it
+    /// and its length is known.
+    pub(super) fn relay_storable(
         &self,
         resource: &ResourceRequest,
         out: response::Parts,
         summary: Summary,
     ) -> Step {
-        let verifier = match (&resource.store_key, &resource.route) {
-            (Some(_), Route::Blob { digest, .. }) if out.status == StatusCode::OK => {
+        let digest = match &resource.route {
+            Route::Blob { digest, .. } => Some(digest),
+            Route::Manifest {
+                reference: Reference::Digest(digest),
+                ..
+            } => Some(digest),
+            _ => None,
+        };
+        let verifier = match (&resource.store_key, digest) {
+            (Some(_), Some(digest)) if out.status == StatusCode::OK => {
                 header_str(&out.headers, "content-length")
                     .and_then(|v| v.parse().ok())
                     .and_then(|length| Verifier::new(digest, length))
             }
+            _ => None,
+        };
+        let media_type = match resource.route {
+            Route::Manifest { .. } => header_str(&out.headers, "content-type").map(str::to_string),
             _ => None,
         };
         match (verifier, &resource.store_key) {
@@ -110,6 +211,7 @@ impl Mirror {
                 Box::new(StoreWrite {
                     key: key.clone(),
                     verifier,
+                    media_type,
                 }),
             ),
             _ => Step::Relay(out, summary),
@@ -117,16 +219,27 @@ impl Mirror {
     }
 }
 
-/// The head of a stored blob.
-fn stored_blob_head(digest: &str, length: u64) -> response::Parts {
+/// `request` again with another method.
+fn same_request(method: Method, request: &Request<Vec<u8>>) -> Request<Vec<u8>> {
+    let mut again = Request::new(Vec::new());
+    *again.method_mut() = method;
+    *again.uri_mut() = request.uri().clone();
+    *again.headers_mut() = request.headers().clone();
+    again
+}
+
+/// The head of stored content.
+fn stored_head(digest: &str, stored: &Stored) -> response::Parts {
     let (mut parts, ()) = Response::new(()).into_parts();
     parts
         .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(stored.length));
+    let media_type = stored
+        .media_type
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    parts.headers.insert(header::CONTENT_TYPE, media_type);
     if let Ok(value) = HeaderValue::from_str(digest) {
         parts.headers.insert("docker-content-digest", value);
     }

@@ -1635,7 +1635,11 @@ fn a_stored_blob_is_served_only_with_the_upstreams_word() {
             &[("authorization", "Bearer user-token")],
         );
         let lookup = expect_lookup(start(&m, &head, 1));
-        let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(5)));
+        let stored = crate::store::Stored {
+            length: 5,
+            media_type: None,
+        };
+        let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(stored)));
         assert_eq!(authorize.request.method(), Method::HEAD);
         assert_eq!(
             authorize.request.uri().path(),
@@ -1673,4 +1677,74 @@ fn a_stored_blob_is_served_only_with_the_upstreams_word() {
     }
     let (r, _) = expect_answer(step);
     assert_eq!(r.status(), 503);
+}
+
+/// With a store, a manifest GET by tag asks the tag's digest with HEAD (not a counted pull); a
+/// stored manifest is then served at once (the HEAD was the upstream's word), a missing one is
+/// fetched by digest and stored with its media type.
+#[test]
+fn tags_are_resolved_with_head_and_served_from_the_store() {
+    let m = with_store();
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let tag_head = || {
+        let head = request(
+            Method::GET,
+            "/v2/alpine/manifests/3.19",
+            &[("accept", "application/vnd.oci.image.index.v1+json")],
+        );
+        let ask = expect_fetch(start(&m, &head, 1));
+        assert_eq!(ask.request.method(), Method::HEAD);
+        assert!(ask.request.uri().path().ends_with("/manifests/3.19"));
+        assert_eq!(
+            ask.request.headers()[header::ACCEPT],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let answer = upstream_head(
+            200,
+            &[
+                ("docker-content-digest", &digest),
+                ("content-type", "application/vnd.oci.image.index.v1+json"),
+            ],
+        );
+        expect_lookup(m.resume(ask.pending, answer, None, at(1)))
+    };
+    let stored = crate::store::Stored {
+        length: 7,
+        media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+    };
+    match m.resume_lookup(tag_head().pending, Some(stored)) {
+        Step::Serve(parts, key, _) => {
+            assert_eq!(
+                parts.headers[header::CONTENT_TYPE],
+                "application/vnd.oci.image.index.v1+json"
+            );
+            assert_eq!(parts.headers["docker-content-digest"], digest.as_str());
+            assert!(key.contains("/manifests/sha256/"));
+        }
+        other => panic!("expected the stored manifest, got {other:?}"),
+    }
+    let get = expect_fetch(m.resume_lookup(tag_head().pending, None));
+    assert_eq!(get.request.method(), Method::GET);
+    assert_eq!(
+        get.request.uri().path(),
+        format!("/v2/library/alpine/manifests/{digest}")
+    );
+    match m.resume(
+        get.pending,
+        upstream_head(
+            200,
+            &[
+                ("content-length", "7"),
+                ("content-type", "application/vnd.oci.image.index.v1+json"),
+            ],
+        ),
+        None,
+        at(1),
+    ) {
+        Step::RelayAndStore(_, _, write) => assert_eq!(
+            write.media_type.as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        ),
+        other => panic!("expected a relay into the store, got {other:?}"),
+    }
 }

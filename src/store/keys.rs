@@ -14,6 +14,12 @@ pub fn blob(registry: &str, digest: &str) -> Option<String> {
     Some(format!("v1/{registry}/blobs/{algorithm}/{hex}"))
 }
 
+/// The key of a manifest: `v1/{registry}/manifests/{algorithm}/{hex}` (kept with its media type).
+pub fn manifest(registry: &str, digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    Some(format!("v1/{registry}/manifests/{algorithm}/{hex}"))
+}
+
 /// The key of immutable content in Fastly's edge cache: blobs, and manifests by digest, asked for whole.
 /// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
 /// cross registries); the repository is not, so a layer shared by many images is stored once.

@@ -37,6 +37,13 @@ impl StoreSetting {
     }
 }
 
+/// What a lookup found: the object's length, and its media type (kept with manifests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub length: u64,
+    pub media_type: Option<String>,
+}
+
 /// `CACHE_MAX_BYTES` by default: 10 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 

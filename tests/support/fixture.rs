@@ -29,6 +29,8 @@ pub struct Fixture {
     pub dir: PathBuf,
     /// `127.0.0.1:port` of the registry standing in for Docker Hub.
     pub registry: String,
+    /// Its log, with an access line per request.
+    pub registry_log: PathBuf,
     /// `127.0.0.1:port` of the registry standing in for ghcr.io.
     pub ghcr: String,
     pub token_port: u16,
@@ -172,6 +174,7 @@ fn start() -> Fixture {
     let images = images::build_and_push(&dir.join("images"), &registry, &ghcr);
 
     Fixture {
+        registry_log: dir.join("registry-docker-hub.log"),
         dir,
         registry,
         ghcr,
@@ -287,6 +290,26 @@ auth:
 }
 
 impl Fixture {
+    /// How many manifest `GET`s of `repository` the Docker Hub stand-in has answered: what Docker
+    /// Hub counts as pulls (a `HEAD` is free).
+    pub fn manifest_gets(&self, repository: &str) -> usize {
+        let request = format!("\"GET /v2/{repository}/manifests/");
+        std::fs::read_to_string(&self.registry_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&request))
+            .count()
+    }
+
+    /// How many manifest `GET`s the Docker Hub stand-in has answered, in every repository.
+    pub fn all_manifest_gets(&self) -> usize {
+        std::fs::read_to_string(&self.registry_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/manifests/"))
+            .count()
+    }
+
     /// How many presigned blob GETs have reached storage so far.
     pub fn storage_blob_gets(&self) -> usize {
         std::fs::read_to_string(&self.storage_log)
