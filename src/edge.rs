@@ -95,6 +95,8 @@ impl Outcome {
             "cache": self.cache,
             "upstream_requests": self.upstream_requests,
             "config_lookups": lookups,
+            "counted_get": s.counted_get,
+            "ratelimit_remaining": s.ratelimit_remaining.as_deref().unwrap_or("-"),
         })
         .to_string()
     }

@@ -59,6 +59,8 @@ pub fn request_line(
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         user = summary.user.as_deref().unwrap_or("-"),
         cache = summary.store.unwrap_or("-"),
+        counted_get = summary.counted_get,
+        ratelimit_remaining = summary.ratelimit_remaining.as_deref().unwrap_or("-"),
         "request"
     );
 }

@@ -272,7 +272,16 @@ fn pulled_again_images_cost_no_counted_get() {
     pull_all();
     let (gets, blobs) = (fixture().all_manifest_gets(), fixture().storage_blob_gets());
     let hits_before = hits(STORED.open());
+    let counted =
+        |lines: &[serde_json::Value]| lines.iter().filter(|r| r["counted_get"] == true).count();
+    let logged = STORED.open().requests().len();
+    assert!(
+        counted(&STORED.open().requests()) > 0,
+        "the log shows no counted GET"
+    );
     pull_all();
+    let again = STORED.open().requests();
+    assert_eq!(counted(&again[logged..]), 0, "the log shows counted GETs");
     assert_eq!(
         fixture().all_manifest_gets(),
         gets,

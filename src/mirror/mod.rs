@@ -147,6 +147,10 @@ pub struct Summary {
     pub user: Option<String>,
     /// The store's part: `hit`, `miss`, or `None` where the store had no say.
     pub store: Option<&'static str>,
+    /// Whether the registry answered a manifest `GET`: what Docker Hub counts as a pull.
+    pub counted_get: bool,
+    /// The registry's last `ratelimit-remaining` (Docker Hub's pulls left in its window).
+    pub ratelimit_remaining: Option<String>,
 }
 
 /// What the mirror was doing when it asked for a fetch. Opaque to adapters.

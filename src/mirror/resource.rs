@@ -112,10 +112,11 @@ impl Mirror {
         resource: ResourceRequest,
         head: response::Parts,
         now: u64,
-        summary: Summary,
+        mut summary: Summary,
     ) -> Step {
         let status = head.status;
         let method = resource.method.clone();
+        note_rate_limit(&mut summary, &resource, &head);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             // Without a length it can trust, a client must not take a HEAD for the manifest's
@@ -344,4 +345,24 @@ pub(super) fn tags_query(query: Option<&str>) -> String {
         }
     }
     out.finish()
+}
+
+/// What Docker Hub's accounting sees of this answer: a manifest `GET` counts as a pull, and the
+/// `ratelimit-remaining` it sends says how many are left.
+pub(super) fn note_rate_limit(
+    summary: &mut Summary,
+    resource: &ResourceRequest,
+    head: &response::Parts,
+) {
+    if matches!(resource.route, Route::Manifest { .. }) && resource.method == Method::GET {
+        summary.counted_get = true;
+    }
+    note_remaining(summary, &head.headers);
+}
+
+/// The upstream's `ratelimit-remaining`, when it sends one.
+pub(super) fn note_remaining(summary: &mut Summary, headers: &HeaderMap) {
+    if let Some(remaining) = header_str(headers, "ratelimit-remaining") {
+        summary.ratelimit_remaining = Some(remaining.chars().take(64).collect());
+    }
 }

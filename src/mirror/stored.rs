@@ -65,8 +65,9 @@ impl Mirror {
         mut resource: ResourceRequest,
         get: Request<Vec<u8>>,
         head: response::Parts,
-        summary: Summary,
+        mut summary: Summary,
     ) -> Step {
+        super::resource::note_remaining(&mut summary, &head.headers);
         let registry = &self.config.registries.get(resource.resolved.registry).name;
         let digest = header_str(&head.headers, "docker-content-digest")
             .filter(|d| crate::reference::is_valid_digest(d))

@@ -1748,3 +1748,27 @@ fn tags_are_resolved_with_head_and_served_from_the_store() {
         other => panic!("expected a relay into the store, got {other:?}"),
     }
 }
+
+/// The log says when a manifest GET reached the registry (a pull in Docker Hub's accounting), and
+/// the pulls left that it announced.
+#[test]
+fn the_log_counts_docker_hubs_pulls() {
+    let m = mirror(&[]);
+    let answer = |method: Method| {
+        let head = request(method, "/v2/alpine/manifests/3.19", &[]);
+        let fetch = expect_fetch(start(&m, &head, 1));
+        match m.resume(
+            fetch.pending,
+            upstream_head(200, &[("ratelimit-remaining", "99;w=21600")]),
+            None,
+            at(1),
+        ) {
+            Step::Relay(_, summary) => summary,
+            other => panic!("expected a relay, got {other:?}"),
+        }
+    };
+    let get = answer(Method::GET);
+    assert!(get.counted_get);
+    assert_eq!(get.ratelimit_remaining.as_deref(), Some("99;w=21600"));
+    assert!(!answer(Method::HEAD).counted_get);
+}
