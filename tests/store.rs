@@ -294,3 +294,60 @@ fn pulled_again_images_cost_no_counted_get() {
     );
     assert!(hits(STORED.open()) > hits_before);
 }
+
+/// Behind an upstream that counts pulls as Docker Hub does and allows only a few, an image pulled
+/// once keeps pulling through the store: tags go by `HEAD`, which is free, and the stored
+/// manifests and blobs are served. The mirror's log shows the pulls left.
+#[test]
+fn pulls_keep_working_past_docker_hubs_limit() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("store-limited");
+    let cache = format!("file://{}", store.display());
+    let upstream = format!("http://{}", front.addr);
+    let mirror = LocalServer.start(
+        "store-limited",
+        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
+    );
+    front.set(Fault::PullLimit { left: 2 });
+    for round in 0..6 {
+        let pulled = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);
+        let dir = pulled.unwrap_or_else(|e| panic!("pull {round} past the limit: {e}"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+    // With no pull left at all, the store still serves; a mirror without one is refused.
+    front.set(Fault::PullLimit { left: 0 });
+    let pulled = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);
+    std::fs::remove_dir_all(pulled.expect("a pull with no pulls left")).ok();
+    let plain = LocalServer.start(
+        "store-limited-none",
+        &with(&[("CACHE", "none"), ("UPSTREAM_DOCKER_IO", &upstream)]),
+    );
+    let token = mirror_token(&plain, "/token?scope=repository:library/alpine:pull", &[]);
+    let (status, out) = curl(
+        &plain,
+        "/v2/library/alpine/manifests/v2s2",
+        &[
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ],
+    );
+    assert_eq!(
+        status, 429,
+        "the limit did not hold without the store: {out}"
+    );
+    front.set(Fault::None);
+    let remaining: Vec<_> = mirror
+        .requests()
+        .iter()
+        .filter_map(|r| r["ratelimit_remaining"].as_str().map(str::to_string))
+        .filter(|r| r != "-")
+        .collect();
+    assert!(
+        !remaining.is_empty(),
+        "the log shows no ratelimit-remaining"
+    );
+}

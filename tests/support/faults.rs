@@ -31,6 +31,10 @@ pub enum Fault {
     DeadRedirect,
     /// Answer manifest requests with a 429 and `Retry-After: 77`.
     TooMany,
+    /// Docker Hub's accounting (docker/docs, "usage/pulls"): `left` more manifest `GET`s are
+    /// allowed (a `HEAD` is free), each answer says how many remain in `ratelimit-*`, and past
+    /// the limit a `GET` is answered 429 `TOOMANYREQUESTS`.
+    PullLimit { left: usize },
 }
 
 pub struct FaultFront {
@@ -87,6 +91,26 @@ impl FaultFront {
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
+/// Docker Hub's answer past the pull limit.
+fn too_many_pulls() -> http::Response<Body> {
+    let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
+    let mut response = http::Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("ratelimit-limit", "100;w=21600"),
+        ("ratelimit-remaining", "0;w=21600"),
+        ("retry-after", "3600"),
+    ] {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
 fn empty(status: u16, headers: &[(&'static str, &str)]) -> http::Response<Body> {
     let mut response =
         http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
@@ -140,6 +164,14 @@ async fn handle(
                 429,
                 &[("retry-after", "77"), ("content-length", "0")],
             ));
+        }
+        (Fault::PullLimit { left }, "registry")
+            if path.contains("/manifests/") && request.method() == http::Method::GET =>
+        {
+            if *left == 0 {
+                return Ok(too_many_pulls());
+            }
+            *fault.lock().unwrap() = Fault::PullLimit { left: left - 1 };
         }
         (Fault::SlowHead(pause), _) => tokio::time::sleep(*pause).await,
         _ => {}
@@ -225,6 +257,13 @@ async fn handle(
             }
         }
     });
+    if let (Fault::PullLimit { .. }, true) = (&current, path.contains("/manifests/")) {
+        if let Fault::PullLimit { left } = &*fault.lock().unwrap() {
+            headers.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
+            let remaining = format!("{left};w=21600");
+            headers.insert("ratelimit-remaining", remaining.parse().unwrap());
+        }
+    }
     let mut out = http::Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
