@@ -29,6 +29,20 @@ fn mirror_with_store(label: &str, dir: &str, extra: &[(&str, &str)]) -> Mirror {
     LocalServer.start(label, &with(&settings))
 }
 
+/// A local server with a store of its own, whose Docker Hub is the fixture behind a fault front.
+fn behind_a_front(label: &str) -> (FaultFront, Mirror, std::path::PathBuf) {
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join(label);
+    let cache = format!("file://{}", store.display());
+    let upstream = format!("http://{}", front.addr);
+    let mirror = LocalServer.start(
+        label,
+        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
+    );
+    (front, mirror, store)
+}
+
 fn blobs_of(reference: &str) -> Vec<String> {
     fixture().images.get(reference).blob_digests.clone()
 }
@@ -139,15 +153,7 @@ fn walk(dir: &std::path::Path) -> Vec<u64> {
 #[test]
 fn a_corrupted_upstream_blob_is_never_stored() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("store-corrupt");
-    let cache = format!("file://{}", store.display());
-    let upstream = format!("http://{}", front.addr);
-    let mirror = LocalServer.start(
-        "store-corrupt",
-        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
-    );
+    let (front, mirror, store) = behind_a_front("store-corrupt");
     front.set(Fault::CorruptBody);
     let corrupted = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);
     assert!(corrupted.is_err(), "a corrupted pull succeeded");
@@ -182,14 +188,7 @@ fn a_corrupted_upstream_blob_is_never_stored() {
 fn concurrent_misses_fetch_a_blob_once() {
     let _serial = serial();
     let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("store-concurrent");
-    let cache = format!("file://{}", store.display());
-    let upstream = format!("http://{}", front.addr);
-    let mirror = LocalServer.start(
-        "store-concurrent",
-        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
-    );
+    let (front, mirror, _) = behind_a_front("store-concurrent");
     let layer = blobs_of(BIG).last().unwrap().clone();
     let name = BIG.split(':').next().unwrap();
     let token = mirror_token(
@@ -301,15 +300,8 @@ fn pulled_again_images_cost_no_counted_get() {
 #[test]
 fn pulls_keep_working_past_docker_hubs_limit() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("store-limited");
-    let cache = format!("file://{}", store.display());
+    let (front, mirror, _) = behind_a_front("store-limited");
     let upstream = format!("http://{}", front.addr);
-    let mirror = LocalServer.start(
-        "store-limited",
-        &with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)]),
-    );
     front.set(Fault::PullLimit { left: 2 });
     for round in 0..6 {
         let pulled = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);

@@ -607,6 +607,18 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * 4u64.pow(attempt.saturating_sub(1)))
 }
 
+impl Resend {
+    fn of(request: &Request<Vec<u8>>, read_body: Option<usize>, cache_key: Option<String>) -> Self {
+        Resend {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+            read_body,
+            cache_key,
+        }
+    }
+}
+
 /// A first attempt at an upstream request.
 fn fetch_step(
     request: Request<Vec<u8>>,
@@ -615,13 +627,7 @@ fn fetch_step(
     state: State,
     summary: Summary,
 ) -> Step {
-    let resend = Resend {
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-        headers: request.headers().clone(),
-        read_body,
-        cache_key: cache_key.clone(),
-    };
+    let resend = Resend::of(&request, read_body, cache_key.clone());
     Step::Fetch(Box::new(Fetch {
         request,
         read_body,
@@ -644,13 +650,8 @@ fn lookup_step(
     get: Request<Vec<u8>>,
     summary: Summary,
 ) -> Step {
-    let resend = Resend {
-        method: get.method().clone(),
-        uri: get.uri().clone(),
-        headers: get.headers().clone(),
-        read_body: None,
-        cache_key: None,
-    };
+    // A lookup is no upstream request; what it keeps to resend is never used.
+    let resend = Resend::of(&get, None, None);
     Step::Lookup(Box::new(Lookup {
         key: key.clone(),
         pending: Pending {
