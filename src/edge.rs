@@ -1,6 +1,6 @@
 //! What the Fastly Compute adapter decides, kept here so that it is plain code with tests: where its
-//! settings live, what its cache keeps, and its log line. The adapter (`src/bin/fastly.rs`) only
-//! does the I/O.
+//! settings live, what its cache keeps, and its log line. The adapter (`src/bin/fastly/`)
+//! only does the I/O.
 //!
 //! Settings: Fastly limits Config Store lookups per request (32 on its limits page, 16 in 2024)
 //! and `ConfigStore::get` panics past the limit. One key a setting would cost about 26 lookups a

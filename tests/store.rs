@@ -18,7 +18,7 @@ use support::faults::{Fault, FaultFront};
 use support::fixture::{fixture, run_dir, ALICE};
 use support::images::{BIG, NAMESPACED, PRIVATE, V2S2};
 use support::mirrors::{with, LocalServer, Mirror, Runtime};
-use support::suite::{assert_same_as_direct, curl, mirror_token};
+use support::suite::{assert_same_as_direct, curl, curl_blob, mirror_token};
 
 /// A local server with a store in a directory of its own (kept when `dir` is given again).
 fn mirror_with_store(label: &str, dir: &str, extra: &[(&str, &str)]) -> Mirror {
@@ -160,19 +160,8 @@ fn a_corrupted_upstream_blob_is_never_stored() {
     // Even a client that checks nothing sees the failure: the response ends short of its length.
     let layer = blobs_of(V2S2).last().unwrap().clone();
     let token = mirror_token(&mirror, "/token?scope=repository:library/alpine:pull", &[]);
-    let fetched = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "30", "-H"])
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg(format!(
-            "http://{}/v2/library/alpine/blobs/{layer}",
-            mirror.addr
-        ))
-        .status()
-        .unwrap();
-    assert!(
-        !fetched.success(),
-        "curl took corrupted bytes as a whole blob"
-    );
+    let (whole, _) = curl_blob(&mirror, "library/alpine", &layer, &token, 30);
+    assert!(!whole, "curl took corrupted bytes as a whole blob");
     // Manifests come from the registry, whole; the blobs came from storage, corrupted.
     let blobs = store.join("objects/v1/docker.io/blobs");
     assert!(walk(&blobs).is_empty(), "corrupted bytes were stored");
@@ -198,22 +187,7 @@ fn concurrent_misses_fetch_a_blob_once() {
     );
     front.set(Fault::SlowHead(std::time::Duration::from_secs(1)));
     let before = f.storage_gets_of(std::slice::from_ref(&layer));
-    let fetch = || {
-        let out = std::process::Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{size_download}",
-            ])
-            .args(["--max-time", "60", "-H"])
-            .arg(format!("Authorization: Bearer {token}"))
-            .arg(format!("http://{}/v2/{name}/blobs/{layer}", mirror.addr))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let fetch = || curl_blob(&mirror, name, &layer, &token, 60).1;
     let (first, second) = std::thread::scope(|s| {
         let first = s.spawn(fetch);
         std::thread::sleep(std::time::Duration::from_millis(300));

@@ -111,3 +111,13 @@ pub(super) fn answer_too_many_logins(method: &Method, wait: u64, summary: Summar
         .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
     Step::Answer(for_method(method, response), summary)
 }
+
+/// `GET /healthz`.
+pub(super) fn answer_health(method: &Method, summary: Summary) -> Step {
+    answer_json(
+        method,
+        StatusCode::OK,
+        br#"{"status":"ok"}"#.to_vec(),
+        summary,
+    )
+}

@@ -312,17 +312,17 @@ impl Mirror {
         };
         summary.route = route.label();
         summary.repository = route.repository().map(str::to_string);
-        // Load balancers check health over HTTP/1.0, without a Host.
+        // Load balancers check health over HTTP/1.0, without a Host: answered before the
+        // origin, which needs one.
         if route == Route::Health {
-            let status = br#"{"status":"ok"}"#.to_vec();
-            return answer_json(&head.method, StatusCode::OK, status, summary);
+            return answer_health(&head.method, summary);
         }
         let origin = match self.origin(incoming) {
             Ok(origin) => origin,
             Err(e) => return answer_error(&head.method, e, summary),
         };
         match route {
-            Route::Health => unreachable!("answered above"),
+            Route::Health => answer_health(&head.method, summary),
             Route::Ping => self.ping(incoming, &origin, now, summary),
             Route::Page => {
                 let query_lang = query_param(head.uri.query(), "lang");

@@ -68,18 +68,19 @@ impl Mirror {
         mut summary: Summary,
     ) -> Step {
         super::resource::note_remaining(&mut summary, &head.headers);
-        let registry = &self.config.registries.get(resource.resolved.registry).name;
+        let registry = self.config.registries.get(resource.resolved.registry);
         let digest = header_str(&head.headers, "docker-content-digest")
             .filter(|d| crate::reference::is_valid_digest(d))
             .map(str::to_string);
-        let key = digest.as_deref().and_then(|d| keys::manifest(registry, d));
+        let key = digest
+            .as_deref()
+            .and_then(|d| keys::manifest(&registry.name, d));
         match (head.status.is_success(), digest, key) {
             (true, Some(digest), Some(key)) => {
                 // From here on, the manifest by digest: that is what is stored and fetched.
                 let path = format!("/v2/{}/manifests/{digest}", resource.resolved.upstream_name);
-                let by_digest = self.config.registries.get(resource.resolved.registry);
                 let mut get = get;
-                if let Ok(uri) = by_digest.upstream.url(&path).parse() {
+                if let Ok(uri) = registry.upstream.url(&path).parse() {
                     *get.uri_mut() = uri;
                 }
                 resource.route = match resource.route {

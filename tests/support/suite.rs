@@ -1146,6 +1146,34 @@ pub fn health_checks_need_no_host(m: &Mirrors) {
     assert!(body.contains(r#"{"status":"ok"}"#), "{body}");
 }
 
+/// A blob through the mirror, fetched by curl, which checks nothing: whether curl saw the response
+/// end whole, and `"<status> <bytes received>"`.
+pub fn curl_blob(
+    mirror: &Mirror,
+    name: &str,
+    digest: &str,
+    token: &str,
+    max_secs: u32,
+) -> (bool, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ])
+        .args(["--max-time", &max_secs.to_string(), "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("http://{}/v2/{name}/blobs/{digest}", mirror.addr))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
 // ---- Hostile input ----
 
 /// Sends raw bytes on a fresh connection; returns the status and the body.
