@@ -1074,41 +1074,42 @@ pub fn failed_logins_are_throttled(runtime: &dyn super::mirrors::Runtime, allowe
             .count()
     };
     let before = refused_upstream();
-    let mut throttled = None;
-    for attempt in 0..=allowed {
+    // Every 401 is a password Docker Hub checked; a runtime with several instances (each counting
+    // on its own) may answer 401 after another instance's first 429, so the bound is on the 401s
+    // over three times as many attempts as are allowed, not on the order of the answers.
+    let mut first_throttled = None;
+    let mut let_through = 0;
+    for attempt in 0..3 * allowed {
         let (status, out) = curl(
             &mirror,
             path,
             &["--interface", "127.0.0.1", "-u", "bob:wrong"],
         );
         match status {
-            401 => {}
+            401 => let_through += 1,
             429 => {
-                throttled = Some((attempt, out));
-                break;
+                assert!(out.contains("TOOMANYREQUESTS"), "{out}");
+                assert!(out.to_ascii_lowercase().contains("retry-after: "), "{out}");
+                first_throttled.get_or_insert(attempt);
             }
             other => panic!("attempt {attempt}: {other}: {out}"),
         }
     }
-    let (attempt, out) =
-        throttled.unwrap_or_else(|| panic!("no 429 after {allowed} wrong passwords"));
+    let attempt =
+        first_throttled.unwrap_or_else(|| panic!("no 429 after {} wrong passwords", 3 * allowed));
     assert!(
         attempt >= 5,
         "throttled after only {attempt} wrong passwords"
     );
-    assert!(out.contains("TOOMANYREQUESTS"), "{out}");
-    assert!(out.to_ascii_lowercase().contains("retry-after: "), "{out}");
+    assert!(
+        let_through <= allowed,
+        "{let_through} wrong passwords were checked, {allowed} allowed"
+    );
     assert!(
         refused_upstream() - before <= allowed,
         "Docker Hub was asked {} times",
         refused_upstream() - before
     );
-    let (status, out) = curl(
-        &mirror,
-        path,
-        &["--interface", "127.0.0.1", "-u", "bob:wrong"],
-    );
-    assert_eq!(status, 429, "{out}");
     let right = format!("{}:{}", BOB.0, BOB.1);
     let (status, out) = curl(&mirror, path, &["--interface", "127.0.0.2", "-u", &right]);
     assert_eq!(
