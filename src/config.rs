@@ -63,6 +63,12 @@ pub struct Config {
     pub store: StoreSetting,
     /// `CACHE_MAX_BYTES`: the most the store holds; the least recently used goes first.
     pub store_max_bytes: u64,
+    /// `TAG_STALE_MAX_SECS`: how old the last digest seen for a tag may be and still be served
+    /// when the upstream fails (0: never).
+    pub tag_stale_max_secs: u64,
+    /// `TAG_TTL_SECS`: for how long the last digest seen for a tag is served without asking the
+    /// upstream again (0, the default: always ask, with a `HEAD`).
+    pub tag_ttl_secs: u64,
 }
 
 /// Docker Hub's search API (the v1 index).
@@ -193,6 +199,12 @@ impl Config {
             head_lengths_kept: true,
             store: StoreSetting::parse(get("CACHE").as_deref())?,
             store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
+            tag_stale_max_secs: whole_number(
+                &get,
+                "TAG_STALE_MAX_SECS",
+                store::DEFAULT_STALE_SECS,
+            )?,
+            tag_ttl_secs: whole_number(&get, "TAG_TTL_SECS", 0)?,
         })
     }
 }
@@ -255,6 +267,21 @@ pub fn positive_number(
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("{key}: {v:?} is not a positive whole number")),
         },
+    }
+}
+
+/// A whole number setting where 0 means "off", or `default` when unset.
+pub fn whole_number(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, String> {
+    match lookup(key).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{key}: {v:?} is not a whole number")),
     }
 }
 

@@ -112,6 +112,26 @@ impl DiskStore {
         Some((file, Stored { length, media_type }))
     }
 
+    /// The small record at `key` (see `store::Record`), at most `store::MAX_RECORD` bytes.
+    pub fn read_record(&self, key: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let (file, stored) = self.open_object(key)?;
+        let mut bytes = Vec::new();
+        file.take(crate::store::MAX_RECORD as u64)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        (bytes.len() as u64 == stored.length).then_some(bytes)
+    }
+
+    /// Keeps a small record at `key`, replacing the one there.
+    pub fn write_record(self: &Arc<Self>, key: &str, value: &[u8]) -> std::io::Result<()> {
+        let mut writing = self
+            .begin(key, None)
+            .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
+        writing.write(value)?;
+        writing.commit()
+    }
+
     /// For a miss: the claim to fetch `key` upstream, or, when another request holds it, what to
     /// wait on (it closes when that request has stored the object or given up). So concurrent
     /// misses for one blob fetch it once.
@@ -245,9 +265,13 @@ impl Writing {
         if let Some(parent) = self.destination.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        // A record is replaced: what the old one held is no longer used.
+        let replaced = std::fs::metadata(&self.destination).map_or(0, |m| m.len());
         std::fs::rename(&self.temporary, &self.destination)?;
         self.committed = true;
-        *self.store.used.lock().unwrap_or_else(|e| e.into_inner()) += self.written;
+        let mut used = self.store.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(replaced) + self.written;
+        drop(used);
         self.store.evict();
         Ok(())
     }

@@ -85,7 +85,22 @@ impl Driver {
             body,
             client,
         };
-        let mut step = self.mirror.start(&incoming, SystemTime::now());
+        let (response, summary) = self.run(&incoming).await;
+        self.keep_records(&summary);
+        (response, summary)
+    }
+
+    /// The records the core asked to keep, written in the background (they wait for nobody).
+    fn keep_records(&self, summary: &Summary) {
+        let Some(store) = &self.store else { return };
+        for record in &summary.remember {
+            let (store, record) = (store.clone(), record.clone());
+            tokio::task::spawn_blocking(move || store.write_record(&record.key, &record.value));
+        }
+    }
+
+    async fn run(&self, incoming: &Incoming<'_>) -> (Response<reqwest::Body>, Summary) {
+        let mut step = self.mirror.start(incoming, SystemTime::now());
         let mut last_body: Option<reqwest::Body> = None;
         // The object a lookup found, held open until it is served; or the claim to fetch it.
         let mut found: Option<std::fs::File> = None;
@@ -107,6 +122,19 @@ impl Driver {
                     let (file, stored) = stored.unzip();
                     found = file;
                     self.mirror.resume_lookup(lookup.pending, stored)
+                }
+                Step::Recall(recall) => {
+                    let record = match &self.store {
+                        Some(store) => {
+                            let (store, key) = (store.clone(), recall.key.clone());
+                            tokio::task::spawn_blocking(move || store.read_record(&key))
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        None => None,
+                    };
+                    self.mirror.resume_recall(recall.pending, record)
                 }
                 Step::Serve(parts, _key, summary) => {
                     let body = found.take().map(file_body).unwrap_or_default();
@@ -138,7 +166,7 @@ impl Driver {
                             self.mirror
                                 .resume(fetch.pending, head, small_body, SystemTime::now())
                         }
-                        Err(error) => self.mirror.fail(fetch.pending, error),
+                        Err(error) => self.mirror.fail(fetch.pending, error, SystemTime::now()),
                     }
                 }
             };

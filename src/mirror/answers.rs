@@ -75,6 +75,11 @@ pub(super) fn answer_json(
 /// An upstream 429 as the registry's `TOOMANYREQUESTS`, with `Retry-After` and the rate-limit
 /// headers, whether the upstream sent JSON or a bare 429.
 pub(super) fn answer_too_many(method: &Method, upstream: &HeaderMap, summary: Summary) -> Step {
+    Step::Answer(too_many(method, upstream), summary)
+}
+
+/// The answer to an upstream 429: the mirror's own, with the upstream's rate-limit headers.
+pub(super) fn too_many(method: &Method, upstream: &HeaderMap) -> Response<Vec<u8>> {
     let mut response = RegistryError::new(
         ErrorCode::TooManyRequests,
         "the upstream registry's rate limit was reached",
@@ -96,7 +101,7 @@ pub(super) fn answer_too_many(method: &Method, upstream: &HeaderMap, summary: Su
         .cloned()
         .unwrap_or(HeaderValue::from_static(DEFAULT_RETRY_AFTER));
     headers.insert(header::RETRY_AFTER, retry_after);
-    Step::Answer(for_method(method, response), summary)
+    for_method(method, response)
 }
 
 /// Too many wrong passwords from one address for one user: `429` with how long to wait.

@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod answers;
 mod resource;
+mod stale;
 mod stored;
 mod token_route;
 
@@ -83,6 +84,9 @@ pub enum Step {
     /// Look the key up in the store, then call [`Mirror::resume_lookup`] with the stored object's
     /// length, or `None`.
     Lookup(Box<Lookup>),
+    /// Read the small record at this key (at most [`crate::store::MAX_RECORD`] bytes), then call
+    /// [`Mirror::resume_recall`] with it, or `None`.
+    Recall(Box<Lookup>),
     /// Send this head with the stored object at this key as its body (the one the lookup found).
     Serve(response::Parts, String, Summary),
     /// As `Relay`, and store the body as it passes under [`StoreWrite::key`]: committed only when
@@ -151,6 +155,8 @@ pub struct Summary {
     pub counted_get: bool,
     /// The registry's last `ratelimit-remaining` (Docker Hub's pulls left in its window).
     pub ratelimit_remaining: Option<String>,
+    /// Records to keep in the store once the answer is sent (see [`crate::store::Record`]).
+    pub remember: Vec<crate::store::Record>,
 }
 
 /// What the mirror was doing when it asked for a fetch. Opaque to adapters.
@@ -192,19 +198,37 @@ enum State {
     Resource(ResourceRequest),
     /// Fetched Docker Hub's search.
     Search,
-    /// Looked content up in the store, before fetching it (`get`); `authorized` when the
-    /// upstream has just let this client read it under this repository (a tag's `HEAD`).
+    /// Looked content up in the store, before fetching it (`get`); `then` says what follows.
     Lookup {
         resource: ResourceRequest,
         get: Request<Vec<u8>>,
         key: String,
-        authorized: bool,
+        then: OnLookup,
     },
     /// Asked the registry for a tag's digest with `HEAD` (free in Docker Hub's accounting);
     /// `get` is the client's `GET` by tag, for when the answer names no digest.
     TagHead {
         resource: ResourceRequest,
         get: Request<Vec<u8>>,
+    },
+    /// `TAG_TTL_SECS`: read the tag's record before asking the upstream.
+    TagRecall {
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+    },
+    /// The upstream failed on a tag: read its record, for a stale answer; else `fallback`.
+    StaleTag {
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        fallback: Box<Response<Vec<u8>>>,
+    },
+    /// The upstream failed to authorise stored content: read its public record, for a stale
+    /// answer; else `fallback`.
+    StaleContent {
+        resource: ResourceRequest,
+        key: String,
+        stored: crate::store::Stored,
+        fallback: Box<Response<Vec<u8>>>,
     },
     /// Asked the registry, with the client's credentials, whether this client may read the stored
     /// blob under this repository (a `HEAD`); on a refusal, `get` asks for the upstream's own answer.
@@ -223,6 +247,17 @@ enum State {
 }
 
 /// A `/token` request, decided and waiting for the upstream.
+/// What follows a store lookup.
+#[derive(Debug)]
+enum OnLookup {
+    /// Found: serve once the upstream authorises this client (a `HEAD`). Missing: fetch.
+    Authorize,
+    /// Found: serve (the upstream has just let this client read it). Missing: fetch.
+    Serve,
+    /// Found: serve, marked stale. Missing: answer the upstream's failure.
+    ServeStale(Box<Response<Vec<u8>>>),
+}
+
 #[derive(Debug)]
 struct TokenRequest {
     registry: usize,
@@ -253,6 +288,10 @@ struct ResourceRequest {
     ns: Option<String>,
     /// Where a whole `GET` answer goes in the store (a blob missing from it).
     store_key: Option<String>,
+    /// The client sent no credentials of its own: what it is shown is anyone's to pull.
+    anonymous: bool,
+    /// When the request came (unix seconds): the time records are made and judged by.
+    now: u64,
 }
 
 /// How clients reach the mirror: the realm and service of its challenge come from here.
@@ -279,6 +318,7 @@ pub struct Mirror {
     config: Config,
     challenges: Mutex<Vec<Option<CachedChallenge>>>,
     logins: crate::throttle::LoginThrottle,
+    anonymous_tokens: crate::anonymous_tokens::AnonymousTokens,
 }
 
 impl Mirror {
@@ -288,6 +328,7 @@ impl Mirror {
             config,
             challenges: Mutex::new(vec![None; count]),
             logins: Default::default(),
+            anonymous_tokens: Default::default(),
         }
     }
 
@@ -373,6 +414,9 @@ impl Mirror {
                 stored,
             } => self.authorized(resource, get, key, stored, head, summary),
             State::TagHead { resource, get } => self.tag_answered(resource, get, head, summary),
+            State::TagRecall { .. } | State::StaleTag { .. } | State::StaleContent { .. } => {
+                answer_error(&Method::GET, unexpected("an upstream answer"), summary)
+            }
             State::Storage {
                 resource,
                 url,
@@ -398,7 +442,8 @@ impl Mirror {
 
     /// The next step when an upstream request failed without a response: the registry's
     /// `UNAVAILABLE`, answered at once.
-    pub fn fail(&self, pending: Pending, error: FetchError) -> Step {
+    pub fn fail(&self, pending: Pending, error: FetchError, now: SystemTime) -> Step {
+        let now = unix_seconds(now);
         // A refused or broken connection may be passing; a timeout has used the time already.
         let pending = match retry(
             matches!(error, FetchError::Connect | FetchError::Other),
@@ -413,6 +458,9 @@ impl Mirror {
             | State::Resource(_)
             | State::Lookup { .. }
             | State::TagHead { .. }
+            | State::TagRecall { .. }
+            | State::StaleTag { .. }
+            | State::StaleContent { .. }
             | State::Authorize { .. } => "the upstream registry",
             State::Search => "Docker Hub's search",
             State::UpstreamToken(_) => "the upstream token service",
@@ -433,11 +481,22 @@ impl Mirror {
             | State::Authorize { resource: r, .. } => r.method.clone(),
             _ => Method::GET,
         };
-        answer_error(
-            &method,
-            RegistryError::new(ErrorCode::Unavailable, format!("{what} {why}")),
-            summary,
-        )
+        let error = RegistryError::new(ErrorCode::Unavailable, format!("{what} {why}"));
+        let fallback = for_method(&method, error.into_response());
+        // Not the client's fault: what the store may answer instead.
+        match state {
+            State::TagHead { resource, get } => self.stale_tag(resource, get, fallback, summary),
+            State::Authorize {
+                resource,
+                key,
+                stored,
+                ..
+            } => self.stale_content(resource, key, stored, fallback, summary),
+            State::LearnChallenge(request) | State::UpstreamToken(request) => {
+                self.offline_token(request, fallback, now, summary)
+            }
+            _ => Step::Answer(fallback, summary),
+        }
     }
 
     // ---- Where clients reach the mirror ----
@@ -645,27 +704,38 @@ fn fetch_step(
 /// A store lookup before `get` would be fetched.
 fn lookup_step(
     key: String,
-    authorized: bool,
+    then: OnLookup,
     resource: ResourceRequest,
     get: Request<Vec<u8>>,
     summary: Summary,
 ) -> Step {
-    // A lookup is no upstream request; what it keeps to resend is never used.
-    let resend = Resend::of(&get, None, None);
-    Step::Lookup(Box::new(Lookup {
+    let state = State::Lookup {
+        resource,
+        get,
         key: key.clone(),
+        then,
+    };
+    Step::Lookup(Box::new(store_step(key, state, summary)))
+}
+
+/// A store lookup or recall: no upstream request, so what it keeps to resend is never used.
+fn store_step(key: String, state: State, summary: Summary) -> Lookup {
+    let resend = Resend {
+        method: Method::GET,
+        uri: http::Uri::default(),
+        headers: HeaderMap::new(),
+        read_body: None,
+        cache_key: None,
+    };
+    Lookup {
+        key,
         pending: Pending {
-            state: State::Lookup {
-                resource,
-                get,
-                key,
-                authorized,
-            },
+            state,
             summary,
             attempt: 1,
             resend,
         },
-    }))
+    }
 }
 
 /// The same request again after a pause, when the failure is `retryable` and attempts remain;

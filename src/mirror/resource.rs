@@ -30,6 +30,7 @@ impl Mirror {
         let scope = format!("repository:{}:pull", resolved.scope_name);
 
         // Step 2: admit. With WHITE_LIST, only a valid mirror token for this registry opens it.
+        let mut anonymous = false;
         let upstream_token = if self.config.whitelist.is_some() {
             match self.verified_token(&head.headers, now) {
                 Some(t) if t.registry == registry.name => {
@@ -47,7 +48,11 @@ impl Mirror {
                 }
             }
         } else {
-            bearer(&head.headers).filter(|t| t != "anonymous")
+            let token = bearer(&head.headers).filter(|t| t != "anonymous");
+            anonymous = token
+                .as_deref()
+                .is_none_or(|t| self.anonymous_tokens.is_anonymous(t, now));
+            token
         };
 
         // Step 3: the upstream request.
@@ -93,15 +98,17 @@ impl Mirror {
             origin,
             ns,
             store_key: None,
+            anonymous,
+            now,
         };
         let request = build_request(head.method.clone(), &url, headers);
         // Content the store may hold: look first; a tag: ask its digest with HEAD first (the
-        // steps are in `stored`).
+        // steps are in `stored`), or its record first with `TAG_TTL_SECS` (in `stale`).
         if let Some(key) = store_key {
-            return lookup_step(key, false, resource, request, summary);
+            return lookup_step(key, OnLookup::Authorize, resource, request, summary);
         }
         if tag_by_head {
-            return self.ask_tag(resource, request, summary);
+            return self.tag_from_record_or_head(resource, request, summary);
         }
         fetch_step(request, None, cache_key, State::Resource(resource), summary)
     }

@@ -7,7 +7,7 @@ use super::*;
 use crate::store::{keys, verify::Verifier, StoreSetting, Stored};
 
 impl Mirror {
-    fn has_store(&self) -> bool {
+    pub(super) fn has_store(&self) -> bool {
         matches!(self.config.store, StoreSetting::Directory(_))
     }
 
@@ -44,7 +44,8 @@ impl Mirror {
                 ..
             }
         );
-        self.has_store() && by_tag && head.method == Method::GET
+        let asks = head.method == Method::GET || head.method == Method::HEAD;
+        self.has_store() && by_tag && asks
     }
 
     /// `HEAD` the tag, with the client's `Accept` and credentials.
@@ -59,45 +60,78 @@ impl Mirror {
     }
 
     /// The tag's digest: look it up in the store (the `HEAD` has just let this client read it
-    /// under this repository); when the answer names none, ask with the client's `GET`.
+    /// under this repository), and keep it for when the upstream fails; when the answer names
+    /// none, ask with the client's `GET`. A client's own `HEAD` gets the upstream's answer.
     pub(super) fn tag_answered(
         &self,
-        mut resource: ResourceRequest,
+        resource: ResourceRequest,
         get: Request<Vec<u8>>,
         head: response::Parts,
         mut summary: Summary,
     ) -> Step {
         super::resource::note_remaining(&mut summary, &head.headers);
-        let registry = self.config.registries.get(resource.resolved.registry);
         let digest = header_str(&head.headers, "docker-content-digest")
             .filter(|d| crate::reference::is_valid_digest(d))
             .map(str::to_string);
-        let key = digest
-            .as_deref()
-            .and_then(|d| keys::manifest(&registry.name, d));
-        match (head.status.is_success(), digest, key) {
-            (true, Some(digest), Some(key)) => {
-                // From here on, the manifest by digest: that is what is stored and fetched.
-                let path = format!("/v2/{}/manifests/{digest}", resource.resolved.upstream_name);
-                let mut get = get;
-                if let Ok(uri) = registry.upstream.url(&path).parse() {
-                    *get.uri_mut() = uri;
-                }
-                resource.route = match resource.route {
-                    Route::Manifest { name, .. } => Route::Manifest {
-                        name,
-                        reference: Reference::Digest(digest),
-                    },
-                    other => other,
-                };
-                lookup_step(key, true, resource, get, summary)
+        let status = head.status;
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            let fallback = if status == StatusCode::TOO_MANY_REQUESTS {
+                too_many(&resource.method, &head.headers)
+            } else {
+                let e = RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("the upstream registry answered {}", status.as_u16()),
+                );
+                for_method(&resource.method, e.into_response())
+            };
+            return self.stale_tag(resource, get, fallback, summary);
+        }
+        if let (true, Some(digest)) = (status.is_success(), &digest) {
+            self.remember_tag(&resource, digest, &mut summary);
+        }
+        if resource.method == Method::HEAD {
+            let now = resource.now;
+            return self.registry_answered(resource, head, now, summary);
+        }
+        match digest {
+            Some(digest) if status.is_success() => {
+                self.lookup_by_digest(resource, get, digest, OnLookup::Serve, summary)
             }
             _ => fetch_step(get, None, None, State::Resource(resource), summary),
         }
     }
 
+    /// A manifest asked for by tag, looked up by its digest: from here on, the manifest by digest
+    /// is what is served, stored and fetched.
+    pub(super) fn lookup_by_digest(
+        &self,
+        mut resource: ResourceRequest,
+        mut get: Request<Vec<u8>>,
+        digest: String,
+        then: OnLookup,
+        summary: Summary,
+    ) -> Step {
+        let registry = self.config.registries.get(resource.resolved.registry);
+        let Some(key) = keys::manifest(&registry.name, &digest) else {
+            return answer_error(&resource.method, unexpected("a bad digest"), summary);
+        };
+        let path = format!("/v2/{}/manifests/{digest}", resource.resolved.upstream_name);
+        if let Ok(uri) = registry.upstream.url(&path).parse() {
+            *get.uri_mut() = uri;
+        }
+        resource.route = match resource.route {
+            Route::Manifest { name, .. } => Route::Manifest {
+                name,
+                reference: Reference::Digest(digest),
+            },
+            other => other,
+        };
+        lookup_step(key, then, resource, get, summary)
+    }
+
     /// After a lookup: stored content is served once the upstream lets this client read it under
-    /// this repository; missing content is fetched, and stored as it is relayed.
+    /// this repository (or, stale, when the upstream failed); missing content is fetched, and
+    /// stored as it is relayed.
     pub fn resume_lookup(&self, pending: Pending, stored: Option<Stored>) -> Step {
         let Pending {
             state, mut summary, ..
@@ -106,7 +140,7 @@ impl Mirror {
             mut resource,
             get,
             key,
-            authorized,
+            then,
         } = state
         else {
             return answer_error(&Method::GET, unexpected("a lookup's answer"), summary);
@@ -114,22 +148,28 @@ impl Mirror {
         let is_manifest = matches!(resource.route, Route::Manifest { .. });
         // A manifest must have kept its media type to be served.
         let stored = stored.filter(|s| !is_manifest || s.media_type.is_some());
-        let Some(stored) = stored else {
-            summary.store = Some("miss");
-            resource.store_key = Some(key);
-            return fetch_step(get, None, None, State::Resource(resource), summary);
-        };
-        if authorized {
-            return self.serve(&resource, key, stored, summary);
+        match (stored, then) {
+            (Some(stored), OnLookup::Serve) => self.serve(&resource, key, stored, "hit", summary),
+            (Some(stored), OnLookup::ServeStale(_)) => {
+                self.serve(&resource, key, stored, "stale", summary)
+            }
+            (Some(stored), OnLookup::Authorize) => {
+                let head = same_request(Method::HEAD, &get);
+                let state = State::Authorize {
+                    resource,
+                    get,
+                    key,
+                    stored,
+                };
+                fetch_step(head, None, None, state, summary)
+            }
+            (None, OnLookup::ServeStale(fallback)) => Step::Answer(*fallback, summary),
+            (None, _) => {
+                summary.store = Some("miss");
+                resource.store_key = Some(key);
+                fetch_step(get, None, None, State::Resource(resource), summary)
+            }
         }
-        let head = same_request(Method::HEAD, &get);
-        let state = State::Authorize {
-            resource,
-            get,
-            key,
-            stored,
-        };
-        fetch_step(head, None, None, state, summary)
     }
 
     /// The registry's answer to the authorising `HEAD`.
@@ -140,30 +180,38 @@ impl Mirror {
         key: String,
         stored: Stored,
         head: response::Parts,
-        summary: Summary,
+        mut summary: Summary,
     ) -> Step {
         let status = head.status;
         if status.is_success() || status.is_redirection() {
-            return self.serve(&resource, key, stored, summary);
+            self.remember_public(&resource, &mut summary);
+            return self.serve(&resource, key, stored, "hit", summary);
         }
-        if status.is_server_error() {
-            // Without the upstream's word, nothing stored is served.
-            let e = RegistryError::new(
-                ErrorCode::Unavailable,
-                format!("the upstream registry answered {}", status.as_u16()),
-            );
-            return answer_error(&resource.method, e, summary);
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            // Without the upstream's word, only what anyone may pull is served (see `stale`).
+            let fallback = if status == StatusCode::TOO_MANY_REQUESTS {
+                too_many(&resource.method, &head.headers)
+            } else {
+                let e = RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("the upstream registry answered {}", status.as_u16()),
+                );
+                for_method(&resource.method, e.into_response())
+            };
+            return self.stale_content(resource, key, stored, fallback, summary);
         }
         // Refused, or unknown under this repository: the upstream's own answer to the GET, as a
         // mirror without a store would give it.
         fetch_step(get, None, None, State::Resource(resource), summary)
     }
 
-    fn serve(
+    /// Stored content, as `label` (`hit` or `stale`) in the log. A `HEAD` gets the head alone.
+    pub(super) fn serve(
         &self,
         resource: &ResourceRequest,
         key: String,
         stored: Stored,
+        label: &'static str,
         mut summary: Summary,
     ) -> Step {
         let digest = match &resource.route {
@@ -174,8 +222,16 @@ impl Mirror {
             } => digest.as_str(),
             _ => return answer_error(&resource.method, unexpected("stored content"), summary),
         };
-        summary.store = Some("hit");
-        Step::Serve(stored_head(digest, &stored), key, summary)
+        summary.store = Some(label);
+        let mut head = stored_head(digest, &stored);
+        if resource.method == Method::HEAD {
+            let manifest = matches!(resource.route, Route::Manifest { .. });
+            if manifest && !self.config.head_lengths_kept {
+                head.headers.remove("docker-content-digest");
+            }
+            return Step::Answer(Response::from_parts(head, Vec::new()), summary);
+        }
+        Step::Serve(head, key, summary)
     }
 
     /// Content on its way to the client: relayed, and stored on the way when the store wants it
@@ -184,7 +240,7 @@ impl Mirror {
         &self,
         resource: &ResourceRequest,
         out: response::Parts,
-        summary: Summary,
+        mut summary: Summary,
     ) -> Step {
         let digest = match &resource.route {
             Route::Blob { digest, .. } => Some(digest),
@@ -207,15 +263,18 @@ impl Mirror {
             _ => None,
         };
         match (verifier, &resource.store_key) {
-            (Some(verifier), Some(key)) => Step::RelayAndStore(
-                out,
-                summary,
-                Box::new(StoreWrite {
-                    key: key.clone(),
-                    verifier,
-                    media_type,
-                }),
-            ),
+            (Some(verifier), Some(key)) => {
+                self.remember_public(resource, &mut summary);
+                Step::RelayAndStore(
+                    out,
+                    summary,
+                    Box::new(StoreWrite {
+                        key: key.clone(),
+                        verifier,
+                        media_type,
+                    }),
+                )
+            }
             _ => Step::Relay(out, summary),
         }
     }

@@ -273,17 +273,22 @@ impl Mirror {
         }
         match self.remember_challenge(request.registry, &head.headers, now) {
             Some(challenge) => self.fetch_upstream_token(request, &challenge, summary),
-            None => answer_error(
-                &Method::GET,
-                RegistryError::new(
+            None => {
+                let status = head.status;
+                let e = RegistryError::new(
                     ErrorCode::Unavailable,
                     format!(
                         "the upstream registry answered {} without a token challenge",
-                        head.status.as_u16()
+                        status.as_u16()
                     ),
-                ),
-                summary,
-            ),
+                );
+                let fallback = for_method(&Method::GET, e.into_response());
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    self.offline_token(request, fallback, now, summary)
+                } else {
+                    Step::Answer(fallback, summary)
+                }
+            }
         }
     }
 
@@ -371,15 +376,17 @@ impl Mirror {
                 "the upstream refused these credentials",
                 summary,
             ),
-            429 => answer_too_many(&Method::GET, &head.headers, summary),
-            status => answer_error(
-                &Method::GET,
-                RegistryError::new(
+            429 => {
+                let fallback = too_many(&Method::GET, &head.headers);
+                self.offline_token(request, fallback, now, summary)
+            }
+            status => {
+                let error = RegistryError::new(
                     ErrorCode::Unavailable,
                     format!("the upstream token service answered {status}"),
-                ),
-                summary,
-            ),
+                );
+                self.offline_token(request, error.into_response(), now, summary)
+            }
         }
     }
 
@@ -403,8 +410,14 @@ impl Mirror {
                 upstream,
             }
             .sign(secret),
-            // Without a whitelist the client gets the upstream's token itself.
-            _ => upstream.unwrap_or_else(|| "anonymous".to_string()),
+            // Without a whitelist the client gets the upstream's token itself; one fetched
+            // without credentials is remembered as anonymous (see `anonymous_tokens`).
+            _ => {
+                if let (Some(token), None) = (&upstream, &request.credentials) {
+                    self.anonymous_tokens.remember(token, now + expires_in, now);
+                }
+                upstream.unwrap_or_else(|| "anonymous".to_string())
+            }
         };
         answer_json(
             &Method::GET,

@@ -20,6 +20,23 @@ pub fn manifest(registry: &str, digest: &str) -> Option<String> {
     Some(format!("v1/{registry}/manifests/{algorithm}/{hex}"))
 }
 
+/// The record of a tag's last digest seen by an anonymous client:
+/// `v1/{registry}/tags/{repository}/_tag/{tag}` (see `store::TagRecord`). No repository
+/// component begins with `_`, so `_tag` keeps a repository's records apart from a deeper one's.
+pub fn tag(registry: &str, repository: &str, tag: &str) -> String {
+    format!("v1/{registry}/tags/{repository}/_tag/{tag}")
+}
+
+/// The record that the upstream showed an anonymous client this digest under this repository:
+/// `v1/{registry}/public/{repository}/_digest/{algorithm}/{hex}`. `None` for a digest that is not
+/// `algorithm:hex`.
+pub fn public(registry: &str, repository: &str, digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    Some(format!(
+        "v1/{registry}/public/{repository}/_digest/{algorithm}/{hex}"
+    ))
+}
+
 /// The key of immutable content in Fastly's edge cache: blobs, and manifests by digest, asked for whole.
 /// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
 /// cross registries); the repository is not, so a layer shared by many images is stored once.
@@ -47,5 +64,16 @@ mod tests {
             Some("v1/docker.io/blobs/sha256/abc")
         );
         assert!(super::blob("docker.io", "abc").is_none());
+    }
+
+    #[test]
+    fn records_of_a_repository_stay_apart_from_a_deeper_ones() {
+        // A file for repository `a`'s tag `b` must not be where repository `a/b` keeps its own.
+        assert_eq!(super::tag("r", "a", "b"), "v1/r/tags/a/_tag/b");
+        assert_eq!(super::tag("r", "a/b", "c"), "v1/r/tags/a/b/_tag/c");
+        assert_eq!(
+            super::public("r", "a", "sha256:ff").as_deref(),
+            Some("v1/r/public/a/_digest/sha256/ff")
+        );
     }
 }

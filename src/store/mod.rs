@@ -44,12 +44,69 @@ pub struct Stored {
     pub media_type: Option<String>,
 }
 
+/// A small record the core asks an adapter to keep (after the answer, whatever becomes of it):
+/// a tag's last digest, or that a digest was public under a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// The most bytes of a record an adapter reads back.
+pub const MAX_RECORD: usize = 1024;
+
+/// What a tag record holds: the digest an anonymous client was shown for the tag, and when
+/// (`{digest} {unix seconds}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRecord {
+    pub digest: String,
+    pub seen_at: u64,
+}
+
+impl TagRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        format!("{} {}", self.digest, self.seen_at).into_bytes()
+    }
+
+    pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (digest, seen_at) = text.trim().split_once(' ')?;
+        crate::reference::is_valid_digest(digest).then_some(())?;
+        Some(TagRecord {
+            digest: digest.to_string(),
+            seen_at: seen_at.parse().ok()?,
+        })
+    }
+}
+
+/// What a public record holds: when the upstream last showed the digest (unix seconds).
+pub fn parse_seen_at(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// `TAG_STALE_MAX_SECS` by default: 7 days.
+pub const DEFAULT_STALE_SECS: u64 = 7 * 24 * 3600;
+
 /// `CACHE_MAX_BYTES` by default: 10 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_records_read_back_and_refuse_garbage() {
+        let record = TagRecord {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            seen_at: 42,
+        };
+        assert_eq!(TagRecord::parse(&record.to_bytes()), Some(record));
+        for bad in [&b""[..], b"sha256:zz 1", b"x", b"sha256:aa"] {
+            assert_eq!(TagRecord::parse(bad), None);
+        }
+        assert_eq!(parse_seen_at(b"7"), Some(7));
+        assert_eq!(parse_seen_at(b"x"), None);
+    }
 
     #[test]
     fn the_setting() {

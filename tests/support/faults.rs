@@ -31,6 +31,9 @@ pub enum Fault {
     DeadRedirect,
     /// Answer manifest requests with a 429 and `Retry-After: 77`.
     TooMany,
+    /// Docker Hub is down: every connection (registry, token service, storage) closes without
+    /// an answer.
+    Down,
     /// Docker Hub's accounting (docker/docs, "usage/pulls"): `left` more manifest `GET`s are
     /// allowed (a `HEAD` is free), each answer says how many remain in `ratelimit-*`, and past
     /// the limit a `GET` is answered 429 `TOOMANYREQUESTS`.
@@ -156,6 +159,7 @@ async fn handle(
             *fault.lock().unwrap() = Fault::Drop { times: times - 1 };
             return Err(std::io::Error::other("dropped by the fault front"));
         }
+        (Fault::Down, _) => return Err(std::io::Error::other("the upstream is down")),
         (Fault::TokenDown, "token") => {
             return Err(std::io::Error::other("the token service is down"))
         }

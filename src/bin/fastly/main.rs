@@ -122,6 +122,7 @@ mod compute {
                 }
                 // Fastly's store is its own cache (below): the core asks for no lookups here.
                 Step::Lookup(lookup) => mirror.resume_lookup(lookup.pending, None),
+                Step::Recall(recall) => mirror.resume_recall(recall.pending, None),
                 Step::Serve(_, _, summary) | Step::RelayAndStore(_, summary, _) => {
                     let error = registry_mirror::errors::RegistryError::new(
                         registry_mirror::errors::ErrorCode::Unavailable,
@@ -159,7 +160,7 @@ mod compute {
                             last_body = stream;
                             mirror.resume(fetch.pending, head, small, SystemTime::now())
                         }
-                        Err(error) => mirror.fail(fetch.pending, error),
+                        Err(error) => mirror.fail(fetch.pending, error, SystemTime::now()),
                     }
                 }
             };
