@@ -71,6 +71,12 @@ pub struct Config {
     pub tag_ttl_secs: u64,
 }
 
+/// Whether a setting holds a secret: runtimes with a secret store read it from there
+/// (`TOKEN_SECRET`, and the mirror's own accounts, `UPSTREAM_AUTH_<NAME>`).
+pub fn is_secret(key: &str) -> bool {
+    key == "TOKEN_SECRET" || key.starts_with("UPSTREAM_AUTH_")
+}
+
 /// Docker Hub's search API (the v1 index).
 pub const DOCKER_HUB_SEARCH: &str = "https://index.docker.io";
 
@@ -78,6 +84,7 @@ pub const DOCKER_HUB_SEARCH: &str = "https://index.docker.io";
 pub const SETTINGS: &[&str] = &[
     "REGISTRIES",
     "UPSTREAM_<NAME>",
+    "UPSTREAM_AUTH_<NAME>",
     "REGISTRY_<NAME>",
     "WHITE_LIST",
     "TOKEN_SECRET",
@@ -242,11 +249,17 @@ fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String
             Some(url) => UpstreamUrl::parse(&url).map_err(|e| format!("{setting}: {e}"))?,
             None => UpstreamUrl::parse(builtin.upstream).expect("built-in URLs are valid"),
         };
+        let auth_setting = setting.replacen("UPSTREAM_", "UPSTREAM_AUTH_", 1);
+        let accounts = match get(&auth_setting) {
+            Some(value) => crate::accounts::parse(&auth_setting, &value)?,
+            None => Vec::new(),
+        };
         entries.push(Registry {
             name: builtin.name.to_string(),
             upstream,
             official_namespace: builtin.official_namespace.map(str::to_string),
             mirror_host: get(builtin.host_setting).map(|h| h.to_ascii_lowercase()),
+            accounts,
         });
     }
     if entries.is_empty() {

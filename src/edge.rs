@@ -15,6 +15,11 @@ use std::time::Duration;
 /// The Config Store key holding every setting: `{"WHITE_LIST": "alice,bob", …}`.
 pub const SETTINGS_KEY: &str = "SETTINGS";
 
+/// The secrets read from the Secret Store, one lookup each: the token secret, and Docker Hub's
+/// accounts (the registry that counts pulls; other registries' accounts would cost a lookup
+/// each on every request).
+pub const SECRETS: &[&str] = &["TOKEN_SECRET", "UPSTREAM_AUTH_DOCKER_IO"];
+
 /// The most store lookups one request may make (a quarter of Fastly's current limit).
 pub const MAX_LOOKUPS: u32 = 8;
 

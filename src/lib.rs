@@ -5,6 +5,7 @@
 //! or fetch from an upstream), [`Mirror::resume`] takes what the upstream said. Each runtime's
 //! adapter does the fetching and the streaming, so the behaviour is the same everywhere.
 
+pub mod accounts;
 pub mod anonymous_tokens;
 pub mod auth;
 pub mod config;

@@ -71,6 +71,8 @@ pub struct Registry {
     pub official_namespace: Option<String>,
     /// The mirror host name that serves this registry alone (`REGISTRY_GHCR=ghcr.mirror.example`).
     pub mirror_host: Option<String>,
+    /// `UPSTREAM_AUTH_<NAME>`: the mirror's own accounts, for clients without credentials.
+    pub accounts: Vec<crate::auth::BasicCredentials>,
 }
 
 /// A registry the mirror knows, as data: its name, where it is, its quirks, and the names of the
@@ -376,6 +378,7 @@ mod tests {
 
     fn table() -> Registries {
         let entry = |name: &str, upstream: &str, ns: Option<&str>, host: Option<&str>| Registry {
+            accounts: Vec::new(),
             name: name.into(),
             upstream: UpstreamUrl::parse(upstream).unwrap(),
             official_namespace: ns.map(str::to_string),

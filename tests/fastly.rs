@@ -49,3 +49,9 @@ fn a_whitelist_naming_nobody_keeps_the_mirror_closed() {
     let settings = with(&[("WHITE_LIST", ","), ("TOKEN_SECRET", TOKEN_SECRET)]);
     support::suite::refuses_to_serve(&Viceroy, "whitelist-nobody", &settings, 503, "names nobody");
 }
+
+/// The account comes from the Secret Store (`UPSTREAM_AUTH_DOCKER_IO`).
+#[test]
+fn the_mirrors_account_serves_anonymous_clients() {
+    support::suite::the_mirrors_account_serves_anonymous_clients(&Viceroy);
+}

@@ -205,3 +205,9 @@ fn a_whitelist_naming_nobody_keeps_the_function_closed() {
 fn failed_logins_are_throttled() {
     support::suite::failed_logins_are_throttled(&LAMBDA, 15);
 }
+
+/// The account comes from Secrets Manager (`UPSTREAM_AUTH_DOCKER_IO_ARN`).
+#[test]
+fn the_mirrors_account_serves_anonymous_clients() {
+    support::suite::the_mirrors_account_serves_anonymous_clients(&LAMBDA);
+}

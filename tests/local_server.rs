@@ -200,3 +200,8 @@ fn a_client_that_stops_reading_is_cut() {
         rest.len()
     );
 }
+
+#[test]
+fn the_mirrors_account_serves_anonymous_clients() {
+    support::suite::the_mirrors_account_serves_anonymous_clients(&LocalServer);
+}

@@ -273,6 +273,9 @@ struct TokenRequest {
     /// With `WHITE_LIST`, a token for another registry: this request checks the user's identity
     /// with Docker Hub, then the other registry's token is fetched without the user's credentials.
     then: Option<Box<TokenRequest>>,
+    /// The mirror's own account the upstream token is fetched with, for a client without
+    /// credentials (see `accounts`).
+    account: Option<usize>,
 }
 
 /// A manifest, blob or tags request, decided and waiting for the upstream.
@@ -290,6 +293,8 @@ struct ResourceRequest {
     store_key: Option<String>,
     /// The client sent no credentials of its own: what it is shown is anyone's to pull.
     anonymous: bool,
+    /// The mirror's own account behind the client's token (see `accounts`).
+    account: Option<usize>,
     /// When the request came (unix seconds): the time records are made and judged by.
     now: u64,
 }
@@ -319,6 +324,7 @@ pub struct Mirror {
     challenges: Mutex<Vec<Option<CachedChallenge>>>,
     logins: crate::throttle::LoginThrottle,
     anonymous_tokens: crate::anonymous_tokens::AnonymousTokens,
+    accounts_remaining: crate::accounts::Remaining,
 }
 
 impl Mirror {
@@ -329,6 +335,7 @@ impl Mirror {
             challenges: Mutex::new(vec![None; count]),
             logins: Default::default(),
             anonymous_tokens: Default::default(),
+            accounts_remaining: Default::default(),
         }
     }
 

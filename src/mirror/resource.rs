@@ -31,6 +31,7 @@ impl Mirror {
 
         // Step 2: admit. With WHITE_LIST, only a valid mirror token for this registry opens it.
         let mut anonymous = false;
+        let mut account = None;
         let upstream_token = if self.config.whitelist.is_some() {
             match self.verified_token(&head.headers, now) {
                 Some(t) if t.registry == registry.name => {
@@ -49,9 +50,11 @@ impl Mirror {
             }
         } else {
             let token = bearer(&head.headers).filter(|t| t != "anonymous");
-            anonymous = token
+            let handout = token
                 .as_deref()
-                .is_none_or(|t| self.anonymous_tokens.is_anonymous(t, now));
+                .and_then(|t| self.anonymous_tokens.find(t, now));
+            anonymous = token.is_none() || handout.is_some();
+            account = handout.and_then(|h| h.account);
             token
         };
 
@@ -99,6 +102,7 @@ impl Mirror {
             ns,
             store_key: None,
             anonymous,
+            account,
             now,
         };
         let request = build_request(head.method.clone(), &url, headers);
@@ -123,7 +127,7 @@ impl Mirror {
     ) -> Step {
         let status = head.status;
         let method = resource.method.clone();
-        note_rate_limit(&mut summary, &resource, &head);
+        self.note_rate_limit(&mut summary, &resource, &head.headers);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             // Without a length it can trust, a client must not take a HEAD for the manifest's
@@ -354,22 +358,35 @@ pub(super) fn tags_query(query: Option<&str>) -> String {
     out.finish()
 }
 
-/// What Docker Hub's accounting sees of this answer: a manifest `GET` counts as a pull, and the
-/// `ratelimit-remaining` it sends says how many are left.
-pub(super) fn note_rate_limit(
-    summary: &mut Summary,
-    resource: &ResourceRequest,
-    head: &response::Parts,
-) {
-    if matches!(resource.route, Route::Manifest { .. }) && resource.method == Method::GET {
-        summary.counted_get = true;
+impl Mirror {
+    /// What Docker Hub's accounting sees of this answer: a manifest `GET` counts as a pull, and
+    /// the `ratelimit-remaining` it sends says how many are left (for the log, and for choosing
+    /// among the mirror's own accounts).
+    pub(super) fn note_rate_limit(
+        &self,
+        summary: &mut Summary,
+        resource: &ResourceRequest,
+        headers: &HeaderMap,
+    ) {
+        if matches!(resource.route, Route::Manifest { .. }) && resource.method == Method::GET {
+            summary.counted_get = true;
+        }
+        self.note_remaining(summary, resource, headers);
     }
-    note_remaining(summary, &head.headers);
-}
 
-/// The upstream's `ratelimit-remaining`, when it sends one.
-pub(super) fn note_remaining(summary: &mut Summary, headers: &HeaderMap) {
-    if let Some(remaining) = header_str(headers, "ratelimit-remaining") {
-        summary.ratelimit_remaining = Some(remaining.chars().take(64).collect());
+    /// The upstream's `ratelimit-remaining`, when it sends one.
+    pub(super) fn note_remaining(
+        &self,
+        summary: &mut Summary,
+        resource: &ResourceRequest,
+        headers: &HeaderMap,
+    ) {
+        if let Some(remaining) = header_str(headers, "ratelimit-remaining") {
+            summary.ratelimit_remaining = Some(remaining.chars().take(64).collect());
+            if let Some(account) = resource.account {
+                let registry = resource.resolved.registry;
+                self.accounts_remaining.note(registry, account, remaining);
+            }
+        }
     }
 }

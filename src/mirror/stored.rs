@@ -69,7 +69,7 @@ impl Mirror {
         head: response::Parts,
         mut summary: Summary,
     ) -> Step {
-        super::resource::note_remaining(&mut summary, &head.headers);
+        self.note_remaining(&mut summary, &resource, &head.headers);
         let digest = header_str(&head.headers, "docker-content-digest")
             .filter(|d| crate::reference::is_valid_digest(d))
             .map(str::to_string);

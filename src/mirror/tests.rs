@@ -1990,3 +1990,100 @@ fn a_head_by_tag_is_served_stale_too() {
         other => panic!("expected a head of the stored manifest, got {other:?}"),
     }
 }
+
+// ---- The mirror's own upstream accounts ----
+
+/// The mirror's request for an upstream token (after learning the challenge, the first time).
+fn upstream_token_fetch(m: &Mirror, headers: &[(&str, &str)]) -> Fetch {
+    let path = "/token?scope=repository:alpine:pull";
+    let fetch = expect_fetch(start(m, &request(Method::GET, path, headers), 1000));
+    match fetch.request.uri().path() {
+        "/v2/" => expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+            Some(Vec::new()),
+            at(1000),
+        )),
+        _ => fetch,
+    }
+}
+
+/// A client without credentials gets a token fetched with the mirror's own account; with two, the
+/// one the registry last said had more pulls left goes first. A client's own credentials go as
+/// they are.
+#[test]
+fn clients_without_credentials_pull_on_the_mirrors_accounts() {
+    let m = mirror(&[(
+        "UPSTREAM_AUTH_DOCKER_IO",
+        "acct1:dckr_pat_one,acct2:dckr_pat_two",
+    )]);
+    let basic = |user: &str, password: &str| {
+        BasicCredentials {
+            user: user.into(),
+            password: password.into(),
+        }
+        .header_value()
+    };
+    let token_fetch = |headers: &[(&str, &str)]| upstream_token_fetch(&m, headers);
+    let first = token_fetch(&[]);
+    assert_eq!(
+        first.request.headers()[header::AUTHORIZATION],
+        basic("acct1", "dckr_pat_one").as_str()
+    );
+    assert!(first
+        .request
+        .uri()
+        .query()
+        .unwrap()
+        .contains("account=acct1"));
+    // The token it gets is counted to acct1: a manifest answer says acct1 has 3 pulls left.
+    let (r, _) = expect_answer(m.resume(
+        first.pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"acct1-jwt","expires_in":300}"#.to_vec()),
+        at(1000),
+    ));
+    assert_eq!(r.status(), 200);
+    let get = request(
+        Method::GET,
+        "/v2/alpine/manifests/3.19",
+        &[("authorization", "Bearer acct1-jwt")],
+    );
+    let fetch = expect_fetch(start(&m, &get, 1001));
+    let _ = m.resume(
+        fetch.pending,
+        upstream_head(200, &[("ratelimit-remaining", "3;w=21600")]),
+        None,
+        at(1001),
+    );
+    assert_eq!(
+        token_fetch(&[]).request.headers()[header::AUTHORIZATION],
+        basic("acct2", "dckr_pat_two").as_str()
+    );
+    // A client's own credentials are never replaced.
+    let own = basic("alice", "pw");
+    assert_eq!(
+        token_fetch(&[("authorization", &own)]).request.headers()[header::AUTHORIZATION],
+        own.as_str()
+    );
+}
+
+/// An account the registry refuses is the mirror's fault, not the client's: 503, naming no
+/// secret.
+#[test]
+fn a_refused_account_is_a_503() {
+    let m = mirror(&[("UPSTREAM_AUTH_DOCKER_IO", "acct1:dckr_pat_one")]);
+    let fetch = upstream_token_fetch(&m, &[]);
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(401, &[]),
+        Some(Vec::new()),
+        at(1000),
+    ));
+    assert_eq!(r.status(), 503);
+    let body = String::from_utf8_lossy(r.body()).to_string();
+    assert!(
+        body.contains("UPSTREAM_AUTH") && !body.contains("dckr_pat"),
+        "{body}"
+    );
+}

@@ -164,6 +164,7 @@ impl Mirror {
             client: incoming.client,
             origin,
             then: None,
+            account: None,
         };
         // The whitelist names Docker Hub users: their identity is Docker Hub's to check, whatever
         // the registry asked for, and their Docker Hub password goes nowhere else.
@@ -184,6 +185,7 @@ impl Mirror {
                     client: incoming.client,
                     origin: request.origin.clone(),
                     then: None,
+                    account: None,
                 };
                 request = TokenRequest {
                     then: Some(Box::new(request)),
@@ -294,10 +296,21 @@ impl Mirror {
 
     pub(super) fn fetch_upstream_token(
         &self,
-        request: TokenRequest,
+        mut request: TokenRequest,
         challenge: &Challenge,
         summary: Summary,
     ) -> Step {
+        // A client without credentials: the mirror's own account, when it has some.
+        let accounts = &self.config.registries.get(request.registry).accounts;
+        if request.credentials.is_none() {
+            request.account = self
+                .accounts_remaining
+                .pick(request.registry, accounts.len());
+        }
+        let credentials = request
+            .credentials
+            .as_ref()
+            .or_else(|| accounts.get(request.account?));
         let mut query = form_urlencoded::Serializer::new(String::new());
         if let Some(service) = &challenge.service {
             query.append_pair("service", service);
@@ -305,7 +318,7 @@ impl Mirror {
         for scope in &request.scopes {
             query.append_pair("scope", scope);
         }
-        if let Some(c) = &request.credentials {
+        if let Some(c) = credentials {
             query.append_pair("account", &c.user);
         }
         query.append_pair("client_id", "registry-mirror");
@@ -317,7 +330,7 @@ impl Mirror {
         let url = format!("{}{}{}", challenge.realm, separator, query.finish());
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(c) = &request.credentials {
+        if let Some(c) = credentials {
             if let Ok(value) = HeaderValue::from_str(&c.header_value()) {
                 let mut value = value;
                 value.set_sensitive(true);
@@ -369,6 +382,17 @@ impl Mirror {
                     summary,
                 ),
             },
+            401 | 403 if request.account.is_some() => {
+                let registry = self.config.registries.get(request.registry);
+                let e = RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the upstream refused the mirror's own account for {} (UPSTREAM_AUTH_*)",
+                        registry.name
+                    ),
+                );
+                answer_error(&Method::GET, e, summary)
+            }
             401 | 403 => self.challenge_response(
                 &Method::GET,
                 &request.origin,
@@ -414,7 +438,11 @@ impl Mirror {
             // without credentials is remembered as anonymous (see `anonymous_tokens`).
             _ => {
                 if let (Some(token), None) = (&upstream, &request.credentials) {
-                    self.anonymous_tokens.remember(token, now + expires_in, now);
+                    let handout = crate::anonymous_tokens::Handout {
+                        expires_at: now + expires_in,
+                        account: request.account,
+                    };
+                    self.anonymous_tokens.remember(token, handout, now);
                 }
                 upstream.unwrap_or_else(|| "anonymous".to_string())
             }

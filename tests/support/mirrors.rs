@@ -155,7 +155,7 @@ impl Runtime for Viceroy {
         let mut secrets = Vec::new();
         let mut document = serde_json::Map::new();
         for (key, value) in settings {
-            if key == "TOKEN_SECRET" {
+            if registry_mirror::config::is_secret(key) {
                 secrets.push(format!(
                     "{{ key = {}, data = {} }}",
                     toml_string(key),
@@ -236,15 +236,21 @@ impl Runtime for LambdaFunctionUrl {
 
         let mut env: Vec<(String, String)> = settings
             .iter()
-            .filter(|(k, _)| k != "TOKEN_SECRET")
+            .filter(|(k, _)| !registry_mirror::config::is_secret(k))
             .cloned()
             .collect();
-        if let Some((_, secret)) = settings.iter().find(|(k, _)| k == "TOKEN_SECRET") {
-            let arn = fixture.create_secret(
-                &format!("registry-mirror-{label}-{}", std::process::id()),
-                secret,
-            );
-            env.push(("TOKEN_SECRET_ARN".into(), arn));
+        // Each secret from Secrets Manager (moto), through `<KEY>_ARN`, as the SAM template sets
+        // `TOKEN_SECRET` up.
+        let secrets: Vec<_> = settings
+            .iter()
+            .filter(|(k, _)| registry_mirror::config::is_secret(k))
+            .collect();
+        for (key, secret) in &secrets {
+            let name = format!("registry-mirror-{label}-{key}-{}", std::process::id());
+            let arn = fixture.create_secret(&name, secret);
+            env.push((format!("{key}_ARN"), arn));
+        }
+        if !secrets.is_empty() {
             env.push((
                 "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
                 format!("http://127.0.0.1:{}", fixture.moto_port),

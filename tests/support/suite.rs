@@ -1285,3 +1285,31 @@ pub fn broken_tokens_are_refused(m: &Mirrors) {
         assert!(body.contains("UNAUTHORIZED"), "{what}: {body}");
     }
 }
+
+/// With `UPSTREAM_AUTH_DOCKER_IO`, a client without credentials pulls on the mirror's own
+/// account: Docker Hub's token service sees the account log in, and what the account may read
+/// is readable (here a private repository: why the README asks for a public read-only token).
+/// The account's token never reaches the log.
+pub fn the_mirrors_account_serves_anonymous_clients(runtime: &dyn super::mirrors::Runtime) {
+    let account = format!("{}:{}", ALICE.0, ALICE.1);
+    let mirror = runtime.start(
+        "accounts",
+        &super::mirrors::with(&[("UPSTREAM_AUTH_DOCKER_IO", &account)]),
+    );
+    let account_logins = || {
+        let log = std::fs::read_to_string(&fixture().token_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(r#""user": "alice""#) && l.contains(r#""status": 200"#))
+            .count()
+    };
+    let before = account_logins();
+    assert_same_as_direct(&mirror, PRIVATE, &[], None);
+    assert!(
+        account_logins() > before,
+        "the token service saw no login of the account"
+    );
+    assert!(
+        !mirror.log_text().contains(ALICE.1),
+        "the account's token reached the log"
+    );
+}

@@ -208,14 +208,18 @@ mod compute {
             Some(document) => edge::parse_settings(&document)?,
             None => Default::default(),
         };
-        counted()?;
-        let secret = secrets
-            .as_ref()
-            .and_then(|s| s.try_get("TOKEN_SECRET").ok().flatten())
-            .and_then(|s| String::from_utf8(s.plaintext().to_vec()).ok());
-        let mut config = Config::from_lookup(|key| match key {
-            "TOKEN_SECRET" => secret.clone(),
-            _ => settings.get(key).cloned(),
+        let mut secret_values = std::collections::HashMap::new();
+        for key in edge::SECRETS {
+            counted()?;
+            let value = secrets
+                .as_ref()
+                .and_then(|s| s.try_get(key).ok().flatten())
+                .and_then(|s| String::from_utf8(s.plaintext().to_vec()).ok());
+            secret_values.insert(*key, value);
+        }
+        let mut config = Config::from_lookup(|key| match secret_values.get(key) {
+            Some(secret) => secret.clone(),
+            None => settings.get(key).cloned(),
         })?;
         // Fastly's cache is the store here; the core's lookups are for the native runtimes.
         config.store = registry_mirror::store::StoreSetting::None;

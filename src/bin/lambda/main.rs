@@ -21,7 +21,7 @@ mod function {
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::errors::{ErrorCode, RegistryError};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{disk_store, lambda, logging, Mirror};
+    use registry_mirror::{config, disk_store, lambda, logging, Mirror};
     use std::collections::HashMap;
     use std::process::ExitCode;
     use std::sync::Arc;
@@ -72,18 +72,22 @@ mod function {
         })
     }
 
-    /// The settings, with `TOKEN_SECRET` fetched from Secrets Manager when `TOKEN_SECRET_ARN` names it.
+    /// The settings, with each secret (`TOKEN_SECRET`, `UPSTREAM_AUTH_<NAME>`) fetched from
+    /// Secrets Manager when `<KEY>_ARN` names it.
     async fn setup() -> Result<Driver, String> {
         let mut settings: HashMap<String, String> = std::env::vars().collect();
-        let arn = settings
-            .get("TOKEN_SECRET_ARN")
-            .filter(|v| !v.is_empty())
-            .cloned();
-        if let (Some(arn), None) = (arn, settings.get("TOKEN_SECRET").filter(|v| !v.is_empty())) {
-            let secret = secrets::get_secret_string(&arn)
-                .await
-                .map_err(|e| format!("TOKEN_SECRET_ARN: {e}"))?;
-            settings.insert("TOKEN_SECRET".to_string(), secret);
+        let arns: Vec<(String, String)> = settings
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_suffix("_ARN")?.to_string(), v.clone())))
+            .filter(|(key, arn)| config::is_secret(key) && !arn.is_empty())
+            .collect();
+        for (key, arn) in arns {
+            if settings.get(&key).is_none_or(|v| v.is_empty()) {
+                let secret = secrets::get_secret_string(&arn)
+                    .await
+                    .map_err(|e| format!("{key}_ARN: {e}"))?;
+                settings.insert(key, secret);
+            }
         }
         let lookup = |key: &str| settings.get(key).cloned();
         let mut config = lambda::config(lookup)?;
