@@ -5,8 +5,8 @@
 //! Settings: Fastly limits Config Store lookups per request (32 on its limits page, 16 in 2024)
 //! and `ConfigStore::get` panics past the limit. One key a setting would cost about 26 lookups a
 //! request, so every setting lives in one key, [`SETTINGS_KEY`], as a JSON object of strings.
-//! A request makes 3 lookups: that key, `WHITE_LIST` (which must not be a key of its own: the
-//! mirror refuses to run open when it is), and `TOKEN_SECRET` in the Secret Store.
+//! A request makes 4 lookups: that key, `WHITE_LIST` (which must not be a key of its own: the
+//! mirror refuses to run open when it is), and the [`SECRETS`] in the Secret Store.
 //! [`MAX_LOOKUPS`] is the budget the adapter enforces and the tests assert.
 
 use std::collections::BTreeMap;
