@@ -7,11 +7,9 @@
 //! mid-write leaves a temporary file, which the next start deletes, never an object. Past
 //! `CACHE_MAX_BYTES` the least recently served objects go first.
 
-use crate::store::verify::Verifier;
-use crate::store::{StoreSetting, Stored};
-use crate::Config;
-use hyper::body::{Body, Bytes, Frame, SizeHint};
-use std::collections::HashMap;
+use crate::store::Stored;
+use crate::storing_body::Sink;
+use hyper::body::{Body, Bytes, Frame};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -19,30 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::sync::watch;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The store `config` asks for, opened; `default_dir` is where it goes when `CACHE` is unset (the
-/// local server's default), `None` to have no store then. Leaves `config.store` saying what was
-/// opened, so that the core asks for lookups only when there is a store.
-pub fn open_configured(
-    config: &mut Config,
-    default_dir: Option<PathBuf>,
-) -> Result<Option<Arc<DiskStore>>, String> {
-    if config.store == StoreSetting::Unset {
-        config.store = match default_dir {
-            Some(dir) => StoreSetting::Directory(dir.display().to_string()),
-            None => StoreSetting::None,
-        };
-    }
-    match &config.store {
-        StoreSetting::Directory(dir) => DiskStore::open(Path::new(dir), config.store_max_bytes)
-            .map(Some)
-            .map_err(|e| format!("CACHE: cannot use {dir}: {e}")),
-        _ => Ok(None),
-    }
-}
 
 /// The local server's store when `CACHE` is unset: `$XDG_CACHE_HOME/registry-mirror`, else
 /// `~/.cache/registry-mirror`.
@@ -67,8 +41,6 @@ pub struct DiskStore {
     max_bytes: u64,
     used: Mutex<u64>,
     writes: AtomicU64,
-    /// The keys a request is fetching now, each with what wakes those waiting for it.
-    in_flight: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
 }
 
 impl DiskStore {
@@ -84,7 +56,6 @@ impl DiskStore {
             max_bytes,
             used: Mutex::new(used),
             writes: AtomicU64::new(0),
-            in_flight: Arc::default(),
         }))
     }
 
@@ -130,23 +101,6 @@ impl DiskStore {
             .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
         writing.write(value)?;
         writing.commit()
-    }
-
-    /// For a miss: the claim to fetch `key` upstream, or, when another request holds it, what to
-    /// wait on (it closes when that request has stored the object or given up). So concurrent
-    /// misses for one blob fetch it once.
-    pub fn claim(&self, key: &str) -> Result<Claim, watch::Receiver<()>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(waiting) = in_flight.get(key) {
-            return Err(waiting.clone());
-        }
-        let (done, waiting) = watch::channel(());
-        in_flight.insert(key.to_string(), waiting);
-        Ok(Claim {
-            key: key.to_string(),
-            in_flight: self.in_flight.clone(),
-            _done: done,
-        })
     }
 
     /// A new object at `key`, written to a temporary file until [`Writing::commit`].
@@ -228,20 +182,6 @@ fn objects(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
     found
 }
 
-/// A request's claim to fetch a missing object; those waiting for it wake when it is dropped.
-pub struct Claim {
-    key: String,
-    in_flight: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
-    _done: watch::Sender<()>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.remove(&self.key);
-    }
-}
-
 /// An object being written; dropped without [`Writing::commit`], it leaves nothing.
 pub struct Writing {
     file: std::io::BufWriter<std::fs::File>,
@@ -274,6 +214,22 @@ impl Writing {
         drop(used);
         self.store.evict();
         Ok(())
+    }
+}
+
+impl Sink for Writing {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
+        Writing::write(self, chunk)
+    }
+
+    fn commit(self: Box<Self>) {
+        if let Err(e) = Writing::commit(*self) {
+            tracing::warn!(error = %e, "the store could not keep a blob");
+        }
     }
 }
 
@@ -317,94 +273,6 @@ impl Body for FileBody {
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
         }
-    }
-}
-
-/// An upstream body relayed to the client and written to the store as it passes, checked by the
-/// core's verifier. The last chunk is held back until the verdict: on a mismatch the client gets
-/// an error instead of it, so its response never ends cleanly, and nothing is stored.
-pub fn storing_body(
-    upstream: reqwest::Body,
-    writing: Writing,
-    verifier: Verifier,
-    claim: Option<Claim>,
-) -> reqwest::Body {
-    reqwest::Body::wrap(StoringBody {
-        upstream,
-        writing: Some(writing),
-        verifier: Some(verifier),
-        held: None,
-        _claim: claim,
-    })
-}
-
-struct StoringBody {
-    upstream: reqwest::Body,
-    writing: Option<Writing>,
-    verifier: Option<Verifier>,
-    held: Option<Bytes>,
-    /// Released with the body: after the commit, or when the relay ends another way.
-    _claim: Option<Claim>,
-}
-
-impl Body for StoringBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            let Some(verifier) = this.verifier.as_mut() else {
-                // The verdict is in: the held chunk, then the end.
-                return Poll::Ready(this.held.take().map(|chunk| Ok(Frame::data(chunk))));
-            };
-            match Pin::new(&mut this.upstream).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    this.writing = None;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(chunk) = frame.into_data() else {
-                        continue;
-                    };
-                    verifier.update(&chunk);
-                    if let Some(writing) = this.writing.as_mut() {
-                        if writing.write(&chunk).is_err() {
-                            this.writing = None;
-                        }
-                    }
-                    if let Some(previous) = this.held.replace(chunk) {
-                        return Poll::Ready(Some(Ok(Frame::data(previous))));
-                    }
-                }
-                Poll::Ready(None) => {
-                    let verdict = this.verifier.take().expect("present").finish();
-                    match verdict {
-                        Ok(()) => {
-                            if let Some(writing) = this.writing.take() {
-                                if let Err(e) = writing.commit() {
-                                    tracing::warn!(error = %e, "the store could not keep a blob");
-                                }
-                            }
-                        }
-                        Err(mismatch) => {
-                            this.writing = None;
-                            this.held = None;
-                            tracing::warn!(%mismatch, "an upstream blob was not what its digest says");
-                            return Poll::Ready(Some(Err(mismatch.to_string().into())));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.upstream.size_hint()
     }
 }
 

@@ -5,8 +5,9 @@
 //! The core decides; this module only moves bytes. Upstream bodies are never buffered except the
 //! small ones the core asks to read (challenges, token answers), and those only up to its limit.
 
-use crate::disk_store::{file_body, storing_body, DiskStore};
+use crate::content_store::{ContentStore, Found};
 use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
+use crate::storing_body::storing_body;
 use http::{request, Response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,7 +38,7 @@ pub struct Driver {
     mirror: Arc<Mirror>,
     client: reqwest::Client,
     settings: DriverSettings,
-    store: Option<Arc<DiskStore>>,
+    store: Option<Arc<ContentStore>>,
 }
 
 impl Driver {
@@ -61,7 +62,7 @@ impl Driver {
     }
 
     /// The content store the mirror's `Lookup`, `Serve` and `RelayAndStore` steps use.
-    pub fn with_store(mut self, store: Arc<DiskStore>) -> Driver {
+    pub fn with_store(mut self, store: Arc<ContentStore>) -> Driver {
         self.store = Some(store);
         self
     }
@@ -95,7 +96,7 @@ impl Driver {
         let Some(store) = &self.store else { return };
         for record in &summary.remember {
             let (store, record) = (store.clone(), record.clone());
-            tokio::task::spawn_blocking(move || store.write_record(&record.key, &record.value));
+            tokio::spawn(async move { store.write_record(&record.key, &record.value).await });
         }
     }
 
@@ -103,7 +104,7 @@ impl Driver {
         let mut step = self.mirror.start(incoming, SystemTime::now());
         let mut last_body: Option<reqwest::Body> = None;
         // The object a lookup found, held open until it is served; or the claim to fetch it.
-        let mut found: Option<std::fs::File> = None;
+        let mut found: Option<Found> = None;
         let mut claim = None;
         loop {
             step = match step {
@@ -119,38 +120,31 @@ impl Driver {
                 Step::Lookup(lookup) => {
                     let (stored, claimed) = self.look_up(&lookup.key).await;
                     claim = claimed;
-                    let (file, stored) = stored.unzip();
-                    found = file;
+                    let (object, stored) = stored.unzip();
+                    found = object;
                     self.mirror.resume_lookup(lookup.pending, stored)
                 }
                 Step::Recall(recall) => {
                     let record = match &self.store {
-                        Some(store) => {
-                            let (store, key) = (store.clone(), recall.key.clone());
-                            tokio::task::spawn_blocking(move || store.read_record(&key))
-                                .await
-                                .ok()
-                                .flatten()
-                        }
+                        Some(store) => store.read_record(&recall.key).await,
                         None => None,
                     };
                     self.mirror.resume_recall(recall.pending, record)
                 }
                 Step::Serve(parts, _key, summary) => {
-                    let body = found.take().map(file_body).unwrap_or_default();
+                    let body = found.take().map(Found::into_body).unwrap_or_default();
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::RelayAndStore(parts, summary, write) => {
                     let upstream = last_body.take().unwrap_or_default();
                     let media_type = write.media_type.as_deref();
-                    let writing = self
+                    let length = write.verifier.length();
+                    let sink = self
                         .store
                         .as_ref()
-                        .and_then(|s| s.begin(&write.key, media_type));
-                    let body = match writing {
-                        Some(writing) => {
-                            storing_body(upstream, writing, write.verifier, claim.take())
-                        }
+                        .and_then(|s| s.begin(&write.key, media_type, length));
+                    let body = match sink {
+                        Some(sink) => storing_body(upstream, sink, write.verifier, claim.take()),
                         None => upstream,
                     };
                     return (Response::from_parts(parts, body), summary);
@@ -179,13 +173,13 @@ impl Driver {
         &self,
         key: &str,
     ) -> (
-        Option<(std::fs::File, crate::store::Stored)>,
-        Option<crate::disk_store::Claim>,
+        Option<(Found, crate::store::Stored)>,
+        Option<crate::in_flight::Claim>,
     ) {
         let Some(store) = &self.store else {
             return (None, None);
         };
-        if let Some(stored) = store.open_object(key) {
+        if let Some(stored) = store.open_object(key).await {
             return (Some(stored), None);
         }
         match store.claim(key) {
@@ -193,7 +187,7 @@ impl Driver {
             Err(mut fetching) => {
                 let wait = self.settings.upstream_timeout;
                 let _ = tokio::time::timeout(wait, fetching.changed()).await;
-                match store.open_object(key) {
+                match store.open_object(key).await {
                     Some(stored) => (Some(stored), None),
                     None => (None, store.claim(key).ok()),
                 }

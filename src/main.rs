@@ -9,6 +9,7 @@ mod server {
     use hyper::body::Incoming;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use registry_mirror::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
+    use registry_mirror::content_store::ContentStore;
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
     use registry_mirror::{disk_store, logging, Config, Mirror};
@@ -74,7 +75,7 @@ mod server {
         let mut config = Config::from_lookup(env)?;
         let settings = DriverSettings::from_lookup(env)?;
         let connections = ConnectionSettings::from_lookup(env)?;
-        let store = disk_store::open_configured(&mut config, disk_store::default_dir())?;
+        let store = ContentStore::open_configured(&mut config, disk_store::default_dir())?;
         let mut driver = Driver::new(Mirror::new(config), settings)?;
         if let Some(store) = store {
             driver = driver.with_store(store);

@@ -382,3 +382,80 @@ fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
         assert!(stale(logged) > 0, "{fault:?}: no stale answer in the log");
     }
 }
+
+/// A local server whose store is `prefix` in `bucket` (moto's S3).
+fn mirror_on_bucket(label: &str, bucket: &str, prefix: &str) -> Mirror {
+    let mut settings: Vec<(String, String)> = with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE")
+        .collect();
+    settings.extend(fixture().bucket_settings(bucket, prefix));
+    LocalServer.start(label, &settings)
+}
+
+/// Two servers on one bucket share it: what one pulled (a 64 MiB layer among it, uploaded in
+/// parts) the other serves without fetching a blob upstream; the objects are in the bucket under
+/// the prefix.
+#[test]
+fn two_servers_share_one_bucket() {
+    let _serial = serial();
+    let f = fixture();
+    let bucket = f.create_bucket("shared-store");
+    let first = mirror_on_bucket("bucket-one", &bucket, "mirror");
+    for reference in [V2S2, BIG] {
+        assert_same_as_direct(&first, reference, &[], None);
+    }
+    let keys = f.bucket_keys(&bucket, "mirror/v1/docker.io/blobs/");
+    for blob in blobs_of(V2S2).iter().chain(&blobs_of(BIG)) {
+        let hex = blob.split_once(':').unwrap().1;
+        assert!(
+            keys.iter().any(|k| k.ends_with(hex)),
+            "{blob} is not in the bucket: {keys:?}"
+        );
+    }
+    let second = mirror_on_bucket("bucket-two", &bucket, "mirror");
+    let blobs = f.storage_blob_gets();
+    for reference in [V2S2, BIG] {
+        assert_same_as_direct(&second, reference, &[], None);
+    }
+    assert_eq!(
+        f.storage_blob_gets(),
+        blobs,
+        "the second server fetched blobs upstream"
+    );
+    assert!(hits(&second) >= blobs_of(V2S2).len() + blobs_of(BIG).len());
+}
+
+/// Bytes that are not what their digest says never reach the bucket.
+#[test]
+fn a_corrupted_blob_never_reaches_the_bucket() {
+    let _serial = serial();
+    let f = fixture();
+    let bucket = f.create_bucket("corrupt-store");
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let mut settings: Vec<(String, String)> = with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "c"));
+    settings.push((
+        "UPSTREAM_DOCKER_IO".into(),
+        format!("http://{}", front.addr),
+    ));
+    let mirror = LocalServer.start("bucket-corrupt", &settings);
+    front.set(Fault::CorruptBody);
+    let pulled = support::clients::skopeo_copy(&format!("{}/{V2S2}", mirror.addr), None, &[]);
+    front.set(Fault::None);
+    assert!(pulled.is_err(), "a corrupted pull succeeded");
+    // Uploads finish in the background: give them a moment before looking.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let keys = f.bucket_keys(&bucket, "c/v1/docker.io/blobs/");
+    for blob in blobs_of(V2S2) {
+        let hex = blob.split_once(':').unwrap().1;
+        assert!(
+            !keys.iter().any(|k| k.ends_with(hex)),
+            "the corrupted {blob} is in the bucket"
+        );
+    }
+    assert_same_as_direct(&mirror, V2S2, &[], None);
+}

@@ -8,7 +8,10 @@ use crate::store::{keys, verify::Verifier, StoreSetting, Stored};
 
 impl Mirror {
     pub(super) fn has_store(&self) -> bool {
-        matches!(self.config.store, StoreSetting::Directory(_))
+        matches!(
+            self.config.store,
+            StoreSetting::Directory(_) | StoreSetting::Bucket { .. }
+        )
     }
 
     /// The store key for this request's answer: a blob or a manifest by digest, asked for whole

@@ -22,6 +22,8 @@ pub enum StoreSetting {
     None,
     /// `CACHE=file:///path`: a directory.
     Directory(String),
+    /// `CACHE=s3://bucket/prefix`: S3-compatible object storage.
+    Bucket { bucket: String, prefix: String },
 }
 
 impl StoreSetting {
@@ -29,12 +31,51 @@ impl StoreSetting {
         match value.map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(StoreSetting::Unset),
             Some("none") => Ok(StoreSetting::None),
-            Some(v) => match v.strip_prefix("file://") {
-                Some(path) if path.starts_with('/') => Ok(StoreSetting::Directory(path.into())),
-                _ => Err(format!("CACHE: {v:?} is not file:///absolute/path or none")),
-            },
+            Some(v) => {
+                if let Some(path) = v.strip_prefix("file://").filter(|p| p.starts_with('/')) {
+                    return Ok(StoreSetting::Directory(path.into()));
+                }
+                let bucket = v
+                    .strip_prefix("s3://")
+                    .map(|rest| match rest.split_once('/') {
+                        Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
+                        None => (rest, ""),
+                    });
+                match bucket {
+                    Some((bucket, prefix)) if is_bucket_name(bucket) && is_prefix(prefix) => {
+                        Ok(StoreSetting::Bucket {
+                            bucket: bucket.into(),
+                            prefix: prefix.into(),
+                        })
+                    }
+                    _ => Err(format!(
+                        "CACHE: {v:?} is not file:///absolute/path, s3://bucket/prefix or none"
+                    )),
+                }
+            }
         }
     }
+}
+
+/// S3's bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+/// A key prefix: path segments of letters, digits and `._-`.
+fn is_prefix(prefix: &str) -> bool {
+    prefix.is_empty()
+        || prefix.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
 }
 
 /// What a lookup found: the object's length, and its media type (kept with manifests).
@@ -119,7 +160,28 @@ mod tests {
             StoreSetting::parse(Some("file:///var/cache/m")).unwrap(),
             StoreSetting::Directory("/var/cache/m".into())
         );
-        for bad in ["file://relative", "/var/cache", "s3://bucket"] {
+        assert_eq!(
+            StoreSetting::parse(Some("s3://mirror-store/eu/one")).unwrap(),
+            StoreSetting::Bucket {
+                bucket: "mirror-store".into(),
+                prefix: "eu/one".into()
+            }
+        );
+        assert_eq!(
+            StoreSetting::parse(Some("s3://mirror-store")).unwrap(),
+            StoreSetting::Bucket {
+                bucket: "mirror-store".into(),
+                prefix: "".into()
+            }
+        );
+        for bad in [
+            "file://relative",
+            "/var/cache",
+            "s3://",
+            "s3://B",
+            "s3://bucket/../x",
+            "gs://bucket",
+        ] {
             assert!(StoreSetting::parse(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -39,6 +39,11 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// For `digest` (`sha256:…`, `sha384:…` or `sha512:…`) and `length` bytes; `None` for another
     /// algorithm.
+    /// The length the bytes must have.
+    pub fn length(&self) -> u64 {
+        self.expected_len
+    }
+
     pub fn new(digest: &str, length: u64) -> Option<Verifier> {
         let (algorithm, hex) = digest.split_once(':')?;
         let hasher = match algorithm {

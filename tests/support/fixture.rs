@@ -351,6 +351,49 @@ impl Fixture {
         answer["ARN"].as_str().expect("an ARN").to_string()
     }
 
+    /// A new bucket in moto's S3, for a mirror's store; its name.
+    pub fn create_bucket(&self, name: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/{name}", self.moto_port);
+        let created = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &url])
+            .status()
+            .expect("curl");
+        assert!(created.success(), "cannot create the bucket {name} in moto");
+        name.to_string()
+    }
+
+    /// The keys in a bucket under `prefix` (moto's ListObjectsV2, first 1000).
+    pub fn bucket_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut curl = Command::new("curl");
+        curl.arg("-sf").arg(format!(
+            "http://127.0.0.1:{}/{bucket}?list-type=2&prefix={prefix}",
+            self.moto_port
+        ));
+        run(curl)
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect()
+    }
+
+    /// The settings that put a mirror's store in `bucket` on moto, with the AWS variables a
+    /// user would set.
+    pub fn bucket_settings(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("CACHE", format!("s3://{bucket}/{prefix}")),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.moto_port),
+            ),
+            ("AWS_ACCESS_KEY_ID", "fixture".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "fixture-secret".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// A token straight from the upstream token server (not through the mirror).
     pub fn upstream_token(&self, scope: &str, user: Option<(&str, &str)>) -> String {
         let mut curl = Command::new("curl");

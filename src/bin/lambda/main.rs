@@ -18,10 +18,11 @@ mod function {
     use lambda_http::lambda_runtime;
     use lambda_http::request::LambdaRequest;
     use lambda_http::{service_fn, LambdaEvent};
+    use registry_mirror::content_store::ContentStore;
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::errors::{ErrorCode, RegistryError};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{config, disk_store, lambda, logging, Mirror};
+    use registry_mirror::{config, lambda, logging, Mirror};
     use std::collections::HashMap;
     use std::process::ExitCode;
     use std::sync::Arc;
@@ -92,7 +93,7 @@ mod function {
         let lookup = |key: &str| settings.get(key).cloned();
         let mut config = lambda::config(lookup)?;
         // A store only where CACHE names one (an instance's /tmp is small and its own).
-        let store = disk_store::open_configured(&mut config, None)?;
+        let store = ContentStore::open_configured(&mut config, None)?;
         let driver = Driver::new(Mirror::new(config), DriverSettings::from_lookup(lookup)?)?;
         Ok(match store {
             Some(store) => driver.with_store(store),

@@ -1,0 +1,214 @@
+//! The content store in S3-compatible object storage (`CACHE=s3://bucket/prefix`: AWS S3, MinIO,
+//! R2, …), shared by every instance that names the same bucket, through the `object_store` crate.
+//! The core decides what is stored and served (`store`); this module only reads and writes.
+//!
+//! Credentials, region and endpoint come from the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`); an endpoint
+//! whose URL says `http` is spoken to in plain HTTP. An object appears only when its upload is
+//! complete (a single `PUT`, or a multipart upload completed only after the core's verifier has
+//! accepted every byte), so nothing half-written is ever served. Size is bounded by the bucket's
+//! lifecycle rule (README), not here. The media type travels as the object's `Content-Type`.
+
+use crate::store::Stored;
+use crate::storing_body::Sink;
+use bytes::Bytes;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, GetResult, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
+};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::PollSender;
+
+/// Parts of a multipart upload (S3's smallest part but the last is 5 MiB); an object no larger is
+/// sent with one `PUT`.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Chunks waiting for the upload; past this many the relay waits for the store.
+const QUEUED_CHUNKS: usize = 16;
+/// Parts uploaded at once, for one object.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A bucket (and a prefix in it) holding stored objects.
+pub struct BucketStore {
+    s3: Arc<AmazonS3>,
+    prefix: String,
+}
+
+impl BucketStore {
+    /// `bucket` and `prefix` from `CACHE=s3://bucket/prefix`; the rest from the environment.
+    pub fn open(bucket: &str, prefix: &str) -> Result<BucketStore, String> {
+        // rustls needs a process-wide crypto provider; a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plain_http = std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
+            .is_ok_and(|endpoint| endpoint.starts_with("http://"));
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_allow_http(plain_http)
+            .build()
+            .map_err(|e| format!("CACHE: s3://{bucket}: {e}"))?;
+        Ok(BucketStore {
+            s3: Arc::new(s3),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Option<Path> {
+        let full = match self.prefix.is_empty() {
+            true => key.to_string(),
+            false => format!("{}/{key}", self.prefix),
+        };
+        Path::parse(full).ok()
+    }
+
+    /// The object at `key`, its body on its way, with what the core needs of it.
+    pub async fn open_object(&self, key: &str) -> Option<(GetResult, Stored)> {
+        let found = self.s3.get(&self.path(key)?).await.ok()?;
+        let media_type = found
+            .attributes
+            .get(&Attribute::ContentType)
+            .map(|t| t.to_string())
+            .filter(|t| t != "application/octet-stream");
+        let stored = Stored {
+            length: found.meta.size,
+            media_type,
+        };
+        Some((found, stored))
+    }
+
+    /// The small record at `key`, at most `store::MAX_RECORD` bytes.
+    pub async fn read_record(&self, key: &str) -> Option<Vec<u8>> {
+        let found = self.s3.get(&self.path(key)?).await.ok()?;
+        if found.meta.size > crate::store::MAX_RECORD as u64 {
+            return None;
+        }
+        found.bytes().await.ok().map(|b| b.to_vec())
+    }
+
+    /// Keeps a small record at `key`, replacing the one there.
+    pub async fn write_record(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let path = self.path(key).ok_or("not a key the store takes")?;
+        let payload = PutPayload::from(Bytes::copy_from_slice(value));
+        self.s3
+            .put(&path, payload)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A new object at `key` of `length` bytes, uploaded as it is written, visible only after
+    /// [`Sink::commit`].
+    pub fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
+        let path = self.path(key)?;
+        let mut attributes = Attributes::new();
+        if let Some(media_type) = media_type {
+            attributes.insert(Attribute::ContentType, media_type.to_string().into());
+        }
+        let (data, chunks) = mpsc::channel(QUEUED_CHUNKS);
+        let (verdict, accepted) = oneshot::channel();
+        let s3 = self.s3.clone();
+        tokio::spawn(async move {
+            let result = match length <= PART_SIZE as u64 {
+                true => put_whole(&s3, &path, attributes, chunks, accepted).await,
+                false => put_in_parts(&s3, &path, attributes, chunks, accepted).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "the bucket could not keep an object");
+            }
+        });
+        Some(Box::new(BucketSink {
+            data: PollSender::new(data),
+            verdict: Some(verdict),
+        }))
+    }
+}
+
+/// A small object: gathered, then one `PUT` once the verdict is in.
+async fn put_whole(
+    s3: &AmazonS3,
+    path: &Path,
+    attributes: Attributes,
+    mut chunks: mpsc::Receiver<Bytes>,
+    accepted: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let mut whole = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        whole.extend_from_slice(&chunk);
+    }
+    if accepted.await.is_err() {
+        return Ok(());
+    }
+    let options = PutOptions {
+        attributes,
+        ..Default::default()
+    };
+    s3.put_opts(path, PutPayload::from(whole), options)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A large object: a multipart upload, completed on the verdict, aborted without it.
+async fn put_in_parts(
+    s3: &AmazonS3,
+    path: &Path,
+    attributes: Attributes,
+    mut chunks: mpsc::Receiver<Bytes>,
+    accepted: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let options = PutMultipartOptions {
+        attributes,
+        ..Default::default()
+    };
+    let upload = s3
+        .put_multipart_opts(path, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    while let Some(chunk) = chunks.recv().await {
+        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            let _ = writer.abort().await;
+            return Err(e.to_string());
+        }
+        writer.put(chunk);
+    }
+    match accepted.await {
+        Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(_) => writer.abort().await.map_err(|e| e.to_string()),
+    }
+}
+
+/// The relay's side of an upload: chunks go to the upload task, with backpressure.
+struct BucketSink {
+    data: PollSender<Bytes>,
+    verdict: Option<oneshot::Sender<()>>,
+}
+
+impl Sink for BucketSink {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.data
+            .poll_reserve(cx)
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+
+    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
+        self.data
+            .send_item(chunk.clone())
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+
+    fn commit(mut self: Box<Self>) {
+        if let Some(verdict) = self.verdict.take() {
+            let _ = verdict.send(());
+        }
+    }
+}
+
+/// A stored object from the bucket as a response body.
+pub fn object_body(found: GetResult) -> reqwest::Body {
+    use futures_util::TryStreamExt;
+    reqwest::Body::wrap_stream(found.into_stream().map_err(std::io::Error::other))
+}

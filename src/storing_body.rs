@@ -1,0 +1,115 @@
+//! An upstream body relayed to the client and written to a store as it passes, checked by the
+//! core's verifier. The last chunk is held back until the verdict: on a mismatch the client gets
+//! an error instead of it, so its response never ends cleanly, and nothing is stored.
+
+use crate::in_flight::Claim;
+use crate::store::verify::Verifier;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a relayed body's bytes go while the verifier checks them (a file being written, an
+/// upload). Dropped without [`Sink::commit`], it leaves nothing in the store.
+pub trait Sink: Send + Sync + 'static {
+    /// Ready for the next chunk: a slow store slows the relay rather than piling bytes up in
+    /// memory. An error drops the sink (the client's relay goes on, nothing is stored).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()>;
+    /// Every byte matched its digest: make the object visible.
+    fn commit(self: Box<Self>);
+}
+
+pub fn storing_body(
+    upstream: reqwest::Body,
+    sink: Box<dyn Sink>,
+    verifier: Verifier,
+    claim: Option<Claim>,
+) -> reqwest::Body {
+    reqwest::Body::wrap(StoringBody {
+        upstream,
+        sink: Some(sink),
+        verifier: Some(verifier),
+        held: None,
+        _claim: claim,
+    })
+}
+
+struct StoringBody {
+    upstream: reqwest::Body,
+    sink: Option<Box<dyn Sink>>,
+    verifier: Option<Verifier>,
+    held: Option<Bytes>,
+    /// Released with the body: after the commit, or when the relay ends another way.
+    _claim: Option<Claim>,
+}
+
+impl Body for StoringBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(verifier) = this.verifier.as_mut() else {
+                // The verdict is in: the held chunk, then the end.
+                return Poll::Ready(this.held.take().map(|chunk| Ok(Frame::data(chunk))));
+            };
+            if let Some(sink) = this.sink.as_mut() {
+                match sink.poll_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        tracing::warn!(error = %e, "the store stopped taking a blob");
+                        this.sink = None;
+                    }
+                }
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    this.sink = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    verifier.update(&chunk);
+                    if let Some(sink) = this.sink.as_mut() {
+                        if sink.write(&chunk).is_err() {
+                            this.sink = None;
+                        }
+                    }
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(Frame::data(previous))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    let verdict = this.verifier.take().expect("present").finish();
+                    match verdict {
+                        Ok(()) => {
+                            if let Some(sink) = this.sink.take() {
+                                sink.commit();
+                            }
+                        }
+                        Err(mismatch) => {
+                            this.sink = None;
+                            this.held = None;
+                            tracing::warn!(%mismatch, "an upstream blob was not what its digest says");
+                            return Poll::Ready(Some(Err(mismatch.to_string().into())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.upstream.size_hint()
+    }
+}
