@@ -26,6 +26,8 @@ use tokio_util::sync::PollSender;
 /// Parts of a multipart upload (S3's smallest part but the last is 5 MiB); an object no larger is
 /// sent with one `PUT`.
 const PART_SIZE: usize = 5 * 1024 * 1024;
+/// How long a signed URL of a stored object is good for (S3 checks it when a download starts).
+const SIGNED_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Chunks waiting for the upload; past this many the relay waits for the store.
 const QUEUED_CHUNKS: usize = 16;
 /// Parts uploaded at once, for one object.
@@ -100,8 +102,62 @@ impl BucketStore {
     }
 
     /// A new object at `key` of `length` bytes, uploaded as it is written, visible only after
-    /// [`Sink::commit`].
+    /// [`Sink::commit`]; the upload finishes in the background.
     pub fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
+        let upload = self.start_upload(key, media_type, length)?;
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = upload.done.await {
+                tracing::warn!(error = %e, "the bucket could not keep an object");
+            }
+        });
+        Some(Box::new(BucketSink {
+            data: PollSender::new(upload.data),
+            verdict: Some(upload.verdict),
+        }))
+    }
+
+    /// Copies `body` into the bucket at `key`, checked by `verifier`; done when the object is
+    /// stored (or not).
+    pub async fn fill(
+        &self,
+        key: &str,
+        mut body: reqwest::Body,
+        mut verifier: crate::store::verify::Verifier,
+    ) -> Result<(), String> {
+        use http_body_util::BodyExt;
+        let upload = self
+            .start_upload(key, None, verifier.length())
+            .ok_or("not a key the store takes")?;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Ok(chunk) = frame.into_data() {
+                verifier.update(&chunk);
+                upload
+                    .data
+                    .send(chunk)
+                    .await
+                    .map_err(|_| "the upload stopped")?;
+            }
+        }
+        verifier.finish().map_err(|mismatch| mismatch.to_string())?;
+        let _ = upload.verdict.send(());
+        drop(upload.data);
+        upload.done.await.map_err(|e| e.to_string())?
+    }
+
+    /// A URL of the object at `key` that anyone holding it may `GET` for the next hour.
+    pub async fn signed_url(&self, key: &str) -> Option<String> {
+        use object_store::signer::Signer;
+        let path = self.path(key)?;
+        let url = self
+            .s3
+            .signed_url(http::Method::GET, &path, SIGNED_URL_LIFETIME)
+            .await
+            .ok()?;
+        Some(url.to_string())
+    }
+
+    fn start_upload(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Upload> {
         let path = self.path(key)?;
         let mut attributes = Attributes::new();
         if let Some(media_type) = media_type {
@@ -110,20 +166,25 @@ impl BucketStore {
         let (data, chunks) = mpsc::channel(QUEUED_CHUNKS);
         let (verdict, accepted) = oneshot::channel();
         let s3 = self.s3.clone();
-        tokio::spawn(async move {
-            let result = match length <= PART_SIZE as u64 {
+        let done = tokio::spawn(async move {
+            match length <= PART_SIZE as u64 {
                 true => put_whole(&s3, &path, attributes, chunks, accepted).await,
                 false => put_in_parts(&s3, &path, attributes, chunks, accepted).await,
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "the bucket could not keep an object");
             }
         });
-        Some(Box::new(BucketSink {
-            data: PollSender::new(data),
-            verdict: Some(verdict),
-        }))
+        Some(Upload {
+            data,
+            verdict,
+            done,
+        })
     }
+}
+
+/// An upload under way: its chunks, the verdict that completes it (dropped: aborted), and its end.
+struct Upload {
+    data: mpsc::Sender<Bytes>,
+    verdict: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 /// A small object: gathered, then one `PUT` once the verdict is in.

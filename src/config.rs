@@ -63,6 +63,10 @@ pub struct Config {
     pub store: StoreSetting,
     /// `CACHE_MAX_BYTES`: the most the store holds; the least recently used goes first.
     pub store_max_bytes: u64,
+    /// Not a setting: stored blobs are answered with a redirect to a signed URL of the store, and
+    /// blobs too large to stream (`BLOB_REDIRECTS=large`) are copied into the store first (Lambda
+    /// with a bucket, see `lambda`).
+    pub store_redirects: bool,
     /// `TAG_STALE_MAX_SECS`: how old the last digest seen for a tag may be and still be served
     /// when the upstream fails (0: never).
     pub tag_stale_max_secs: u64,
@@ -206,6 +210,7 @@ impl Config {
             head_lengths_kept: true,
             store: StoreSetting::parse(get("CACHE").as_deref())?,
             store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
+            store_redirects: false,
             tag_stale_max_secs: whole_number(
                 &get,
                 "TAG_STALE_MAX_SECS",

@@ -37,6 +37,15 @@ impl Found {
     }
 }
 
+/// The answer when the store gives no URL for a stored object.
+pub fn no_signed_url() -> http::Response<reqwest::Body> {
+    let e = crate::errors::RegistryError::new(
+        crate::errors::ErrorCode::Unavailable,
+        "the store gave no URL for a stored blob",
+    );
+    e.into_response().map(reqwest::Body::from)
+}
+
 impl ContentStore {
     /// The store `config` asks for, opened; `default_dir` is where it goes when `CACHE` is unset
     /// (the local server's default), `None` to have no store then. Leaves `config.store` saying
@@ -95,6 +104,70 @@ impl ContentStore {
         }
     }
 
+    /// Copies a body into the store, checked by `verifier` (a bucket only: a directory is never
+    /// where clients are sent); whether it is stored now.
+    pub async fn fill(
+        &self,
+        key: &str,
+        body: reqwest::Body,
+        verifier: crate::store::verify::Verifier,
+    ) -> bool {
+        let filled = match &self.backend {
+            Backend::Bucket(bucket) => bucket.fill(key, body, verifier).await,
+            Backend::Disk(_) => Err("a directory store is not filled for redirects".into()),
+        };
+        if let Err(e) = &filled {
+            tracing::warn!(error = %e, "a blob could not be copied into the store");
+        }
+        filled.is_ok()
+    }
+
+    /// A URL clients may fetch the object at `key` from (a bucket's signed URL).
+    pub async fn signed_url(&self, key: &str) -> Option<String> {
+        match &self.backend {
+            Backend::Bucket(bucket) => bucket.signed_url(key).await,
+            Backend::Disk(_) => None,
+        }
+    }
+
+    /// The object at `key`, opened; or, on a miss, the claim to fetch it. When another request is
+    /// fetching it already, waits for that one (at most `wait`), then looks again.
+    pub async fn look_up(
+        &self,
+        key: &str,
+        wait: std::time::Duration,
+    ) -> (Option<(Found, Stored)>, Option<Claim>) {
+        if let Some(found) = self.open_object(key).await {
+            return (Some(found), None);
+        }
+        match self.claim(key) {
+            Ok(claim) => (None, Some(claim)),
+            Err(mut fetching) => {
+                let _ = tokio::time::timeout(wait, fetching.changed()).await;
+                match self.open_object(key).await {
+                    Some(found) => (Some(found), None),
+                    None => (None, self.claim(key).ok()),
+                }
+            }
+        }
+    }
+
+    /// `head` (a `307`) sending the client to a signed URL of the object at `key`.
+    pub async fn signed_redirect(
+        &self,
+        mut head: http::response::Parts,
+        key: &str,
+    ) -> http::Response<reqwest::Body> {
+        let url = self.signed_url(key).await;
+        match url.and_then(|u| http::HeaderValue::from_str(&u).ok()) {
+            Some(location) => {
+                head.headers.insert(http::header::LOCATION, location);
+                http::Response::from_parts(head, reqwest::Body::from(Vec::new()))
+            }
+            None => no_signed_url(),
+        }
+    }
+
     /// The small record at `key`.
     pub async fn read_record(&self, key: &str) -> Option<Vec<u8>> {
         match &self.backend {
@@ -106,6 +179,14 @@ impl ContentStore {
                     .flatten()
             }
             Backend::Bucket(bucket) => bucket.read_record(key).await,
+        }
+    }
+
+    /// Keeps the records the core asked for, in the background (they wait for nobody).
+    pub fn keep(self: &Arc<Self>, records: &[crate::store::Record]) {
+        for record in records {
+            let (store, record) = (self.clone(), record.clone());
+            tokio::spawn(async move { store.write_record(&record.key, &record.value).await });
         }
     }
 

@@ -87,17 +87,10 @@ impl Driver {
             client,
         };
         let (response, summary) = self.run(&incoming).await;
-        self.keep_records(&summary);
-        (response, summary)
-    }
-
-    /// The records the core asked to keep, written in the background (they wait for nobody).
-    fn keep_records(&self, summary: &Summary) {
-        let Some(store) = &self.store else { return };
-        for record in &summary.remember {
-            let (store, record) = (store.clone(), record.clone());
-            tokio::spawn(async move { store.write_record(&record.key, &record.value).await });
+        if let Some(store) = &self.store {
+            store.keep(&summary.remember);
         }
+        (response, summary)
     }
 
     async fn run(&self, incoming: &Incoming<'_>) -> (Response<reqwest::Body>, Summary) {
@@ -118,7 +111,13 @@ impl Driver {
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::Lookup(lookup) => {
-                    let (stored, claimed) = self.look_up(&lookup.key).await;
+                    let (stored, claimed) = match &self.store {
+                        Some(store) => {
+                            let wait = self.settings.upstream_timeout;
+                            store.look_up(&lookup.key, wait).await
+                        }
+                        None => (None, None),
+                    };
                     claim = claimed;
                     let (object, stored) = stored.unzip();
                     found = object;
@@ -130,6 +129,23 @@ impl Driver {
                         None => None,
                     };
                     self.mirror.resume_recall(recall.pending, record)
+                }
+                Step::Fill(fill) => {
+                    let body = last_body.take().unwrap_or_default();
+                    let write = fill.write;
+                    let filled = match &self.store {
+                        Some(store) => store.fill(&write.key, body, write.verifier).await,
+                        None => false,
+                    };
+                    drop(claim.take());
+                    self.mirror.resume_filled(fill.pending, filled)
+                }
+                Step::ServeSigned(parts, key, summary) => {
+                    let response = match &self.store {
+                        Some(store) => store.signed_redirect(parts, &key).await,
+                        None => crate::content_store::no_signed_url(),
+                    };
+                    return (response, summary);
                 }
                 Step::Serve(parts, _key, summary) => {
                     let body = found.take().map(Found::into_body).unwrap_or_default();
@@ -164,34 +180,6 @@ impl Driver {
                     }
                 }
             };
-        }
-    }
-
-    /// A stored object, opened; or, on a miss, the claim to fetch it. When another request is
-    /// fetching it already, waits for that one (at most the upstream timeout), then looks again.
-    async fn look_up(
-        &self,
-        key: &str,
-    ) -> (
-        Option<(Found, crate::store::Stored)>,
-        Option<crate::in_flight::Claim>,
-    ) {
-        let Some(store) = &self.store else {
-            return (None, None);
-        };
-        if let Some(stored) = store.open_object(key).await {
-            return (Some(stored), None);
-        }
-        match store.claim(key) {
-            Ok(claim) => (None, Some(claim)),
-            Err(mut fetching) => {
-                let wait = self.settings.upstream_timeout;
-                let _ = tokio::time::timeout(wait, fetching.changed()).await;
-                match store.open_object(key).await {
-                    Some(stored) => (Some(stored), None),
-                    None => (None, store.claim(key).ok()),
-                }
-            }
         }
     }
 

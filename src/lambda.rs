@@ -15,6 +15,7 @@
 //!   which sends dockerd and containerd to a `GET`, whose length the function URL sets itself.
 
 use crate::config::{BlobRedirects, Config};
+use crate::store::StoreSetting;
 
 /// The function URL's invoke mode: `template.yaml`'s `FunctionUrlConfig.InvokeMode`.
 pub const INVOKE_MODE: &str = "BUFFERED";
@@ -56,6 +57,9 @@ pub fn config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String>
         }
     }
     config.head_lengths_kept = false;
+    // With a bucket, stored blobs are answered by a redirect to a signed URL of the bucket, and
+    // blobs too large for a response are copied into it first: no layer is limited by the cap.
+    config.store_redirects = matches!(config.store, StoreSetting::Bucket { .. });
     Ok(config)
 }
 

@@ -211,3 +211,57 @@ fn failed_logins_are_throttled() {
 fn the_mirrors_account_serves_anonymous_clients() {
     support::suite::the_mirrors_account_serves_anonymous_clients(&LAMBDA);
 }
+
+/// With a bucket (`CACHE=s3://…`, as the template sets it), layers of any size come through it:
+/// a 64 MiB layer, past what a function URL can answer, is copied into the bucket by the function
+/// and the client is redirected to a signed URL of it. Pulled again, every stored blob is such a
+/// redirect: storage sees no request, and the function moves no blob.
+#[test]
+fn layers_of_any_size_come_through_the_bucket() {
+    use support::fixture::fixture;
+    use support::images::{BIG, V2S2};
+    use support::mirrors::Runtime;
+    use support::suite::assert_same_as_direct;
+    let f = fixture();
+    let bucket = f.create_bucket("lambda-store");
+    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "fn"));
+    let mirror = LAMBDA.start("bucket", &settings);
+    for reference in [BIG, V2S2] {
+        assert_same_as_direct(&mirror, reference, &[], None);
+    }
+    let keys = f.bucket_keys(&bucket, "fn/v1/docker.io/blobs/");
+    let big = f.images.get(BIG).blob_digests.clone();
+    for blob in &big {
+        let hex = blob.split_once(':').unwrap().1;
+        assert!(
+            keys.iter().any(|k| k.ends_with(hex)),
+            "{blob} is not in the bucket"
+        );
+    }
+    let blobs = f.storage_blob_gets();
+    let logged = mirror.requests().len();
+    for reference in [BIG, V2S2] {
+        assert_same_as_direct(&mirror, reference, &[], None);
+    }
+    assert_eq!(
+        f.storage_blob_gets(),
+        blobs,
+        "blobs were fetched from storage again"
+    );
+    let again = mirror.requests();
+    let blob_answers: Vec<_> = again[logged..]
+        .iter()
+        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
+        .collect();
+    assert!(!blob_answers.is_empty());
+    for answer in blob_answers {
+        assert_eq!(
+            answer["status"], 307,
+            "a stored blob not sent to the bucket: {answer}"
+        );
+    }
+}

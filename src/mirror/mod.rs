@@ -89,6 +89,13 @@ pub enum Step {
     Recall(Box<Lookup>),
     /// Send this head with the stored object at this key as its body (the one the lookup found).
     Serve(response::Parts, String, Summary),
+    /// Answer this head (a `307`) with a `Location` the adapter adds: a signed URL of the stored
+    /// object at this key, which the client fetches from the store itself.
+    ServeSigned(response::Parts, String, Summary),
+    /// Copy the body of the last fetched response into the store under [`StoreWrite::key`],
+    /// checked by [`StoreWrite::verifier`], sending the client nothing yet; then call
+    /// [`Mirror::resume_filled`] with whether the object is now stored.
+    Fill(Box<Fill>),
     /// As `Relay`, and store the body as it passes under [`StoreWrite::key`]: committed only when
     /// [`StoreWrite::verifier`] finishes `Ok`; otherwise dropped, and the client's response cut
     /// short before its last bytes.
@@ -99,6 +106,13 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Lookup {
     pub key: String,
+    pub pending: Pending,
+}
+
+/// A body to copy into the store, then [`Mirror::resume_filled`].
+#[derive(Debug)]
+pub struct Fill {
+    pub write: StoreWrite,
     pub pending: Pending,
 }
 
@@ -243,6 +257,12 @@ enum State {
         resource: ResourceRequest,
         url: String,
         hops: u8,
+    },
+    /// Copied a blob too large to stream into the store; `url` is the storage URL it came from.
+    Filling {
+        resource: ResourceRequest,
+        key: String,
+        url: String,
     },
 }
 
@@ -421,7 +441,10 @@ impl Mirror {
                 stored,
             } => self.authorized(resource, get, key, stored, head, summary),
             State::TagHead { resource, get } => self.tag_answered(resource, get, head, summary),
-            State::TagRecall { .. } | State::StaleTag { .. } | State::StaleContent { .. } => {
+            State::TagRecall { .. }
+            | State::StaleTag { .. }
+            | State::StaleContent { .. }
+            | State::Filling { .. } => {
                 answer_error(&Method::GET, unexpected("an upstream answer"), summary)
             }
             State::Storage {
@@ -469,6 +492,7 @@ impl Mirror {
             | State::StaleTag { .. }
             | State::StaleContent { .. }
             | State::Authorize { .. } => "the upstream registry",
+            State::Filling { .. } => "the content store",
             State::Search => "Docker Hub's search",
             State::UpstreamToken(_) => "the upstream token service",
             State::Storage { .. } => "the upstream blob storage",
@@ -723,6 +747,11 @@ fn lookup_step(
         then,
     };
     Step::Lookup(Box::new(store_step(key, state, summary)))
+}
+
+fn fill_step(write: StoreWrite, state: State, summary: Summary) -> Step {
+    let Lookup { pending, .. } = store_step(write.key.clone(), state, summary);
+    Step::Fill(Box::new(Fill { write, pending }))
 }
 
 /// A store lookup or recall: no upstream request, so what it keeps to resend is never used.

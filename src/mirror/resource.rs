@@ -301,6 +301,13 @@ impl Mirror {
                 let length =
                     header_str(&head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
                 if length.is_none_or(|l| l > limit) {
+                    // With a store that clients fetch from by redirect: copied there first.
+                    if let Some(write) = self.fill_write(&resource, length) {
+                        let key = write.key.clone();
+                        let url = url.to_string();
+                        let state = State::Filling { resource, key, url };
+                        return fill_step(write, state, summary);
+                    }
                     return self.redirect_client(url, &resource.origin, summary);
                 }
             }

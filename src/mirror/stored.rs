@@ -226,6 +226,10 @@ impl Mirror {
             _ => return answer_error(&resource.method, unexpected("stored content"), summary),
         };
         summary.store = Some(label);
+        let is_blob = matches!(resource.route, Route::Blob { .. });
+        if is_blob && resource.method == Method::GET && self.config.store_redirects {
+            return Step::ServeSigned(signed_redirect_head(), key, summary);
+        }
         let mut head = stored_head(digest, &stored);
         if resource.method == Method::HEAD {
             let manifest = matches!(resource.route, Route::Manifest { .. });
@@ -281,6 +285,55 @@ impl Mirror {
             _ => Step::Relay(out, summary),
         }
     }
+}
+
+impl Mirror {
+    /// A blob too large to stream, for a store clients fetch from by redirect: what to copy into
+    /// the store (the blob's length must be known to check it).
+    pub(super) fn fill_write(
+        &self,
+        resource: &ResourceRequest,
+        length: Option<u64>,
+    ) -> Option<StoreWrite> {
+        let Route::Blob { digest, .. } = &resource.route else {
+            return None;
+        };
+        if !self.config.store_redirects {
+            return None;
+        }
+        Some(StoreWrite {
+            key: resource.store_key.clone()?,
+            verifier: Verifier::new(digest, length?)?,
+            media_type: None,
+        })
+    }
+
+    /// After a fill: the blob is stored, and the client is sent to it; else to the storage URL
+    /// it came from, as without a store.
+    pub fn resume_filled(&self, pending: Pending, stored: bool) -> Step {
+        let Pending {
+            state, mut summary, ..
+        } = pending;
+        let State::Filling { resource, key, url } = state else {
+            return answer_error(&Method::GET, unexpected("a fill's end"), summary);
+        };
+        if !stored {
+            return self.redirect_client(&url, &resource.origin, summary);
+        }
+        self.remember_public(&resource, &mut summary);
+        Step::ServeSigned(signed_redirect_head(), key, summary)
+    }
+}
+
+/// The head of a redirect to a signed URL of the store (the adapter adds `Location`).
+fn signed_redirect_head() -> response::Parts {
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = StatusCode::TEMPORARY_REDIRECT;
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    add_api_version(&mut parts.headers);
+    parts
 }
 
 /// `request` again with another method.

@@ -2087,3 +2087,69 @@ fn a_refused_account_is_a_503() {
         "{body}"
     );
 }
+
+// ---- Lambda with a bucket: blobs through signed URLs ----
+
+fn lambda_with_bucket() -> Mirror {
+    let pairs = [("CACHE", "s3://mirror-store/fn")];
+    let config = crate::lambda::config(|k| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    assert!(config.store_redirects);
+    Mirror::new(config)
+}
+
+/// A stored blob is a redirect to the store at once (after the upstream's word); a blob too
+/// large to answer is copied into the store, then redirected to; when the copy fails, the client
+/// goes to storage as without a store.
+#[test]
+fn on_lambda_with_a_bucket_blobs_go_through_signed_urls() {
+    let m = lambda_with_bucket();
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let get = request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]);
+    let blob = crate::store::Stored {
+        length: 5,
+        media_type: None,
+    };
+    let lookup = expect_lookup(start(&m, &get, 1));
+    let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(blob)));
+    match m.resume(authorize.pending, upstream_head(200, &[]), None, at(1)) {
+        Step::ServeSigned(head, key, _) => {
+            assert_eq!(head.status, 307);
+            assert_eq!(key, lookup.key);
+        }
+        other => panic!("expected a redirect to the store, got {other:?}"),
+    }
+
+    let cdn = "https://production.cloudflare.docker.com/x?sig=1";
+    let fill = |stored: bool| {
+        let lookup = expect_lookup(start(&m, &get, 2));
+        let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+        let storage = expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(307, &[("location", cdn)]),
+            None,
+            at(2),
+        ));
+        let large = (64 * 1024 * 1024).to_string();
+        let fill = match m.resume(
+            storage.pending,
+            upstream_head(200, &[("content-length", &large)]),
+            None,
+            at(2),
+        ) {
+            Step::Fill(fill) => *fill,
+            other => panic!("expected a fill, got {other:?}"),
+        };
+        assert_eq!(fill.write.key, lookup.key);
+        m.resume_filled(fill.pending, stored)
+    };
+    assert!(matches!(fill(true), Step::ServeSigned(..)));
+    let (r, _) = expect_answer(fill(false));
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()[header::LOCATION], cdn);
+}

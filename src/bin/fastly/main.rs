@@ -123,7 +123,10 @@ mod compute {
                 // Fastly's store is its own cache (below): the core asks for no lookups here.
                 Step::Lookup(lookup) => mirror.resume_lookup(lookup.pending, None),
                 Step::Recall(recall) => mirror.resume_recall(recall.pending, None),
-                Step::Serve(_, _, summary) | Step::RelayAndStore(_, summary, _) => {
+                Step::Fill(fill) => mirror.resume_filled(fill.pending, false),
+                Step::Serve(_, _, summary)
+                | Step::ServeSigned(_, _, summary)
+                | Step::RelayAndStore(_, summary, _) => {
                     let error = registry_mirror::errors::RegistryError::new(
                         registry_mirror::errors::ErrorCode::Unavailable,
                         "this runtime has no content store",
