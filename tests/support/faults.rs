@@ -45,6 +45,8 @@ pub struct FaultFront {
     fault: Arc<Mutex<Fault>>,
     /// Registry requests that reached the front (for counting retries).
     pub registry_requests: Arc<AtomicUsize>,
+    /// Storage requests (blob downloads) that reached the front.
+    pub storage_requests: Arc<AtomicUsize>,
 }
 
 struct Targets {
@@ -70,20 +72,23 @@ impl FaultFront {
         });
         let fault = Arc::new(Mutex::new(Fault::None));
         let registry_requests = Arc::new(AtomicUsize::new(0));
+        let storage_requests = Arc::new(AtomicUsize::new(0));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let (f, c) = (fault.clone(), registry_requests.clone());
+        let counts = Arc::new((registry_requests.clone(), storage_requests.clone()));
+        let f = fault.clone();
         super::http_front::serve(listener, move |request| {
-            let (client, targets, fault, count) =
-                (client.clone(), targets.clone(), f.clone(), c.clone());
-            async move { handle(&client, &targets, &fault, &count, request).await }
+            let (client, targets, fault, counts) =
+                (client.clone(), targets.clone(), f.clone(), counts.clone());
+            async move { handle(&client, &targets, &fault, &counts, request).await }
         });
         FaultFront {
             addr,
             fault,
             registry_requests,
+            storage_requests,
         }
     }
 
@@ -128,7 +133,7 @@ async fn handle(
     client: &reqwest::Client,
     targets: &Targets,
     fault: &Mutex<Fault>,
-    count: &AtomicUsize,
+    counts: &(Arc<AtomicUsize>, Arc<AtomicUsize>),
     request: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Body>, std::io::Error> {
     let path = request
@@ -145,7 +150,9 @@ async fn handle(
     };
     let current = fault.lock().unwrap().clone();
     if kind == "registry" {
-        count.fetch_add(1, Ordering::SeqCst);
+        counts.0.fetch_add(1, Ordering::SeqCst);
+    } else if kind == "storage" {
+        counts.1.fetch_add(1, Ordering::SeqCst);
     }
     match (&current, kind) {
         (Fault::Status { status, times }, "registry") if *times > 0 => {
