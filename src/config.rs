@@ -67,6 +67,9 @@ pub struct Config {
     /// blobs too large to stream (`BLOB_REDIRECTS=large`) are copied into the store first (Lambda
     /// with a bucket, see `lambda`).
     pub store_redirects: bool,
+    /// Not a setting: the largest object the runtime's store keeps (Fastly's, where the guest
+    /// hashes every byte within its CPU limit); `None`: any.
+    pub store_max_object: Option<u64>,
     /// `TAG_STALE_MAX_SECS`: how old the last digest seen for a tag may be and still be served
     /// when the upstream fails (0: never).
     pub tag_stale_max_secs: u64,
@@ -211,6 +214,7 @@ impl Config {
             store: StoreSetting::parse(get("CACHE").as_deref())?,
             store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
             store_redirects: false,
+            store_max_object: None,
             tag_stale_max_secs: whole_number(
                 &get,
                 "TAG_STALE_MAX_SECS",

@@ -67,7 +67,7 @@ impl ContentStore {
             StoreSetting::Bucket { bucket, prefix } => {
                 Backend::Bucket(BucketStore::open(bucket, prefix)?)
             }
-            StoreSetting::None | StoreSetting::Unset => return Ok(None),
+            StoreSetting::None | StoreSetting::Unset | StoreSetting::Edge => return Ok(None),
         };
         Ok(Some(Arc::new(ContentStore {
             backend,

@@ -55,3 +55,10 @@ fn a_whitelist_naming_nobody_keeps_the_mirror_closed() {
 fn the_mirrors_account_serves_anonymous_clients() {
     support::suite::the_mirrors_account_serves_anonymous_clients(&Viceroy);
 }
+
+/// Fastly's cache serves a private layer only to whom the upstream lets read it (every hit is
+/// authorised with a `HEAD`), and only under its own repository.
+#[test]
+fn the_edge_cache_keeps_private_layers_private() {
+    support::suite::stored_private_layers_stay_private(MIRRORS.open());
+}

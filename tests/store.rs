@@ -15,8 +15,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 use support::faults::{Fault, FaultFront};
-use support::fixture::{fixture, run_dir, ALICE};
-use support::images::{BIG, NAMESPACED, PRIVATE, V2S2};
+use support::fixture::{fixture, run_dir};
+use support::images::{BIG, NAMESPACED, V2S2};
 use support::mirrors::{with, LocalServer, Mirror, Runtime};
 use support::suite::{assert_same_as_direct, curl, curl_blob, mirror_token};
 
@@ -82,39 +82,7 @@ fn a_second_pull_fetches_no_blob_upstream_and_survives_a_restart() {
 fn a_stored_private_layer_is_served_only_to_whom_the_upstream_lets_read_it() {
     let _serial = serial();
     let mirror = mirror_with_store("store-private", "store-private", &[]);
-    assert_same_as_direct(&mirror, PRIVATE, &[], Some(ALICE));
-    let private = fixture().images.get(PRIVATE);
-    let layer = private.blob_digests.last().unwrap();
-    let repository = PRIVATE.split(':').next().unwrap();
-    let layer_bytes_sent = |out: &str| out.len() > 2000;
-
-    // Anonymous, under the private repository: the upstream refuses, so does the mirror.
-    let anonymous = mirror_token(
-        &mirror,
-        &format!("/token?scope=repository:{repository}:pull"),
-        &[],
-    );
-    let path = format!("/v2/{repository}/blobs/{layer}");
-    let auth = format!("Authorization: Bearer {anonymous}");
-    let (status, out) = curl(&mirror, &path, &["-H", &auth]);
-    assert!(matches!(status, 401 | 403), "{status}: {out}");
-    assert!(!layer_bytes_sent(&out));
-
-    // Under a public repository's path: the upstream has never shown it there.
-    let public = mirror_token(&mirror, "/token?scope=repository:library/alpine:pull", &[]);
-    let auth = format!("Authorization: Bearer {public}");
-    let (status, out) = curl(
-        &mirror,
-        &format!("/v2/library/alpine/blobs/{layer}"),
-        &["-H", &auth],
-    );
-    assert_eq!(status, 404, "{out}");
-    assert!(!layer_bytes_sent(&out));
-
-    // Alice, who may read it, gets it from the store.
-    let hits_before = hits(&mirror);
-    assert_same_as_direct(&mirror, PRIVATE, &[], Some(ALICE));
-    assert!(hits(&mirror) > hits_before, "{}", mirror.log_text());
+    support::suite::stored_private_layers_stay_private(&mirror);
 }
 
 #[test]

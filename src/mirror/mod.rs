@@ -133,11 +133,6 @@ pub struct Fetch {
     /// `Some(n)`: read the body (at most `n` bytes) and pass it to `resume`. `None`: do not read
     /// it; it may be relayed.
     pub read_body: Option<usize>,
-    /// Set when the answer is immutable content (a blob, or a manifest by digest, whole): a key,
-    /// independent of the repository, under which an adapter with a shared cache may serve it
-    /// instead of fetching, and store a successful `GET` answer. Only requests the mirror has
-    /// admitted get one, so the whitelist holds for cache hits too.
-    pub cache_key: Option<String>,
     /// Wait this long before sending: a retry's backoff (zero on a first attempt).
     pub delay: Duration,
     pub pending: Pending,
@@ -192,7 +187,6 @@ struct Resend {
     uri: http::Uri,
     headers: HeaderMap,
     read_body: Option<usize>,
-    cache_key: Option<String>,
 }
 
 impl Pending {
@@ -678,7 +672,6 @@ impl Mirror {
         fetch_step(
             build_request(Method::GET, &url, headers),
             None,
-            None,
             State::Search,
             summary,
         )
@@ -698,13 +691,12 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Resend {
-    fn of(request: &Request<Vec<u8>>, read_body: Option<usize>, cache_key: Option<String>) -> Self {
+    fn of(request: &Request<Vec<u8>>, read_body: Option<usize>) -> Self {
         Resend {
             method: request.method().clone(),
             uri: request.uri().clone(),
             headers: request.headers().clone(),
             read_body,
-            cache_key,
         }
     }
 }
@@ -713,15 +705,13 @@ impl Resend {
 fn fetch_step(
     request: Request<Vec<u8>>,
     read_body: Option<usize>,
-    cache_key: Option<String>,
     state: State,
     summary: Summary,
 ) -> Step {
-    let resend = Resend::of(&request, read_body, cache_key.clone());
+    let resend = Resend::of(&request, read_body);
     Step::Fetch(Box::new(Fetch {
         request,
         read_body,
-        cache_key,
         delay: Duration::ZERO,
         pending: Pending {
             state,
@@ -761,7 +751,6 @@ fn store_step(key: String, state: State, summary: Summary) -> Lookup {
         uri: http::Uri::default(),
         headers: HeaderMap::new(),
         read_body: None,
-        cache_key: None,
     };
     Lookup {
         key,
@@ -788,7 +777,6 @@ fn retry(retryable: bool, pending: Pending) -> Result<Step, Box<Pending>> {
     Ok(Step::Fetch(Box::new(Fetch {
         request,
         read_body: resend.read_body,
-        cache_key: resend.cache_key,
         delay: backoff(pending.attempt),
         pending: Pending {
             attempt: pending.attempt + 1,

@@ -3,7 +3,6 @@
 
 use super::answers::*;
 use super::*;
-use crate::store::keys;
 
 impl Mirror {
     pub(super) fn resource(
@@ -90,7 +89,6 @@ impl Mirror {
         let mut storage_headers = HeaderMap::new();
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         let url = registry.upstream.url(&path);
-        let cache_key = keys::edge_cache(&registry.name, &route, &head.headers);
         let store_key = self.store_key(&registry.name, &route, head);
         let tag_by_head = self.resolves_tags_by_head(&route, head);
         let resource = ResourceRequest {
@@ -114,7 +112,7 @@ impl Mirror {
         if tag_by_head {
             return self.tag_from_record_or_head(resource, request, summary);
         }
-        fetch_step(request, None, cache_key, State::Resource(resource), summary)
+        fetch_step(request, None, State::Resource(resource), summary)
     }
 
     /// Step 4, for the registry's answer.
@@ -227,12 +225,9 @@ impl Mirror {
             return self.redirect_client(&location, &resource.origin, summary);
         }
         let request = build_request(method, &location, resource.storage_headers.clone());
-        let registry = &self.config.registries.get(resource.resolved.registry).name;
-        let cache_key = keys::edge_cache(registry, &resource.route, &resource.storage_headers);
         fetch_step(
             request,
             None,
-            cache_key,
             State::Storage {
                 resource,
                 url: location,

@@ -10,7 +10,7 @@ impl Mirror {
     pub(super) fn has_store(&self) -> bool {
         matches!(
             self.config.store,
-            StoreSetting::Directory(_) | StoreSetting::Bucket { .. }
+            StoreSetting::Directory(_) | StoreSetting::Bucket { .. } | StoreSetting::Edge
         )
     }
 
@@ -59,7 +59,7 @@ impl Mirror {
         summary: Summary,
     ) -> Step {
         let head = same_request(Method::HEAD, &get);
-        fetch_step(head, None, None, State::TagHead { resource, get }, summary)
+        fetch_step(head, None, State::TagHead { resource, get }, summary)
     }
 
     /// The tag's digest: look it up in the store (the `HEAD` has just let this client read it
@@ -100,7 +100,7 @@ impl Mirror {
             Some(digest) if status.is_success() => {
                 self.lookup_by_digest(resource, get, digest, OnLookup::Serve, summary)
             }
-            _ => fetch_step(get, None, None, State::Resource(resource), summary),
+            _ => fetch_step(get, None, State::Resource(resource), summary),
         }
     }
 
@@ -164,13 +164,13 @@ impl Mirror {
                     key,
                     stored,
                 };
-                fetch_step(head, None, None, state, summary)
+                fetch_step(head, None, state, summary)
             }
             (None, OnLookup::ServeStale(fallback)) => Step::Answer(*fallback, summary),
             (None, _) => {
                 summary.store = Some("miss");
                 resource.store_key = Some(key);
-                fetch_step(get, None, None, State::Resource(resource), summary)
+                fetch_step(get, None, State::Resource(resource), summary)
             }
         }
     }
@@ -205,7 +205,7 @@ impl Mirror {
         }
         // Refused, or unknown under this repository: the upstream's own answer to the GET, as a
         // mirror without a store would give it.
-        fetch_step(get, None, None, State::Resource(resource), summary)
+        fetch_step(get, None, State::Resource(resource), summary)
     }
 
     /// Stored content, as `label` (`hit` or `stale`) in the log. A `HEAD` gets the head alone.
@@ -257,10 +257,16 @@ impl Mirror {
             } => Some(digest),
             _ => None,
         };
+        let fits = |length: &u64| {
+            self.config
+                .store_max_object
+                .is_none_or(|max| *length <= max)
+        };
         let verifier = match (&resource.store_key, digest) {
             (Some(_), Some(digest)) if out.status == StatusCode::OK => {
                 header_str(&out.headers, "content-length")
                     .and_then(|v| v.parse().ok())
+                    .filter(fits)
                     .and_then(|length| Verifier::new(digest, length))
             }
             _ => None,

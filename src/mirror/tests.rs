@@ -832,68 +832,6 @@ fn no_step_holds_a_secret_in_debug_output() {
 }
 
 #[test]
-fn immutable_content_gets_a_repository_independent_cache_key() {
-    let m = mirror(&[]);
-    let digest = format!("sha256:{}", "e".repeat(64));
-    let a = expect_fetch(start(
-        &m,
-        &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
-        1,
-    ));
-    let b = expect_fetch(start(
-        &m,
-        &request(Method::GET, &format!("/v2/team/app/blobs/{digest}"), &[]),
-        1,
-    ));
-    assert_eq!(a.cache_key, b.cache_key);
-    assert_eq!(
-        a.cache_key.as_deref(),
-        Some(format!("registry-mirror/v1/docker.io/blob/{digest}").as_str())
-    );
-    let m2 = expect_fetch(start(
-        &m,
-        &request(Method::HEAD, &format!("/v2/alpine/manifests/{digest}"), &[]),
-        1,
-    ));
-    assert!(m2.cache_key.unwrap().contains("/manifest/"));
-    // Tags move, and ranges are parts: neither is cached.
-    let tag = expect_fetch(start(
-        &m,
-        &request(Method::GET, "/v2/alpine/manifests/latest", &[]),
-        1,
-    ));
-    assert!(tag.cache_key.is_none());
-    let range = expect_fetch(start(
-        &m,
-        &request(
-            Method::GET,
-            &format!("/v2/alpine/blobs/{digest}"),
-            &[("range", "bytes=0-1")],
-        ),
-        1,
-    ));
-    assert!(range.cache_key.is_none());
-    // The storage fetch after a redirect keeps the key.
-    let storage = expect_fetch(m.resume(
-        a.pending,
-        upstream_head(307, &[("location", "http://127.0.0.1:9/x")]),
-        None,
-        at(1),
-    ));
-    assert_eq!(storage.cache_key, b.cache_key);
-    // With WHITE_LIST, an unadmitted request never reaches a fetch, so never a cache.
-    let w = whitelisted();
-    assert!(matches!(
-        start(
-            &w,
-            &request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]),
-            1
-        ),
-        Step::Answer(..)
-    ));
-}
-
-#[test]
 fn large_blobs_are_redirected_small_ones_streamed() {
     let m = mirror(&[("BLOB_REDIRECTS", "large"), ("LARGE_BLOB_BYTES", "1000")]);
     let digest = format!("sha256:{}", "f".repeat(64));

@@ -245,7 +245,6 @@ impl Mirror {
         fetch_step(
             build_request(Method::GET, &url, HeaderMap::new()),
             Some(MAX_UPSTREAM_BODY),
-            None,
             State::LearnChallenge(request),
             summary,
         )
@@ -340,7 +339,6 @@ impl Mirror {
         fetch_step(
             build_request(Method::GET, &url, headers),
             Some(MAX_UPSTREAM_BODY),
-            None,
             State::UpstreamToken(request),
             summary,
         )

@@ -1,11 +1,7 @@
-//! The store's keys, and the edge cache's on Fastly. Every key names the registry (a digest means
+//! The store's keys, on every runtime. Every key names the registry (a digest means
 //! the same bytes everywhere, but a hit must never cross registries); keys leave the repository
 //! out, so a layer shared by many images is kept once (the store checks the repository with the
 //! upstream on every hit instead).
-
-use crate::reference::Reference;
-use crate::route::Route;
-use http::{header, HeaderMap};
 
 /// The key of a blob: `v1/{registry}/blobs/{algorithm}/{hex}`. `None` for a digest that is not
 /// `algorithm:hex` (the route's grammar has checked it already).
@@ -35,24 +31,6 @@ pub fn public(registry: &str, repository: &str, digest: &str) -> Option<String> 
     Some(format!(
         "v1/{registry}/public/{repository}/_digest/{algorithm}/{hex}"
     ))
-}
-
-/// The key of immutable content in Fastly's edge cache: blobs, and manifests by digest, asked for whole.
-/// The registry is part of the key (a digest means the same bytes everywhere, but a hit must never
-/// cross registries); the repository is not, so a layer shared by many images is stored once.
-pub fn edge_cache(registry: &str, route: &Route, client_headers: &HeaderMap) -> Option<String> {
-    if client_headers.contains_key(header::RANGE) {
-        return None;
-    }
-    let (kind, digest) = match route {
-        Route::Blob { digest, .. } => ("blob", digest),
-        Route::Manifest {
-            reference: Reference::Digest(digest),
-            ..
-        } => ("manifest", digest),
-        _ => return None,
-    };
-    Some(format!("registry-mirror/v1/{registry}/{kind}/{digest}"))
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub enum StoreSetting {
     Directory(String),
     /// `CACHE=s3://bucket/prefix`: S3-compatible object storage.
     Bucket { bucket: String, prefix: String },
+    /// Not a setting: Fastly's cache, at each POP (the Fastly adapter's store).
+    Edge,
 }
 
 impl StoreSetting {

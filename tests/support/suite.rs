@@ -1313,3 +1313,55 @@ pub fn the_mirrors_account_serves_anonymous_clients(runtime: &dyn super::mirrors
         "the account's token reached the log"
     );
 }
+
+/// A private layer in a mirror's store is served only to whom the upstream lets read it, and only
+/// under its own repository: alice pulls it (so it is stored); anonymous clients, and bob with his
+/// own credentials, are refused under the private repository; under a public repository's path it
+/// is unknown; alice's next pull is served from the store.
+pub fn stored_private_layers_stay_private(mirror: &Mirror) {
+    assert_same_as_direct(mirror, PRIVATE, &[], Some(ALICE));
+    let private = fixture().images.get(PRIVATE);
+    let layer = private.blob_digests.last().unwrap();
+    let repository = PRIVATE.split(':').next().unwrap();
+    let layer_bytes_sent = |out: &str| out.len() > 2000;
+    let scope = format!("/token?scope=repository:{repository}:pull");
+    let path = format!("/v2/{repository}/blobs/{layer}");
+
+    // Anonymous, and bob (who may not read it), under the private repository: the upstream
+    // refuses, so does the mirror.
+    let bob = format!("{}:{}", BOB.0, BOB.1);
+    for credentials in [None, Some(bob.as_str())] {
+        let args: Vec<&str> = credentials.map(|c| vec!["-u", c]).unwrap_or_default();
+        let token = mirror_token(mirror, &scope, &args);
+        let auth = format!("Authorization: Bearer {token}");
+        let (status, out) = curl(mirror, &path, &["-H", &auth]);
+        assert!(
+            matches!(status, 401 | 403 | 404),
+            "{credentials:?}: {status}: {out}"
+        );
+        assert!(!layer_bytes_sent(&out), "{credentials:?} got the layer");
+    }
+
+    // Under a public repository's path: the upstream has never shown it there.
+    let public = mirror_token(mirror, "/token?scope=repository:library/alpine:pull", &[]);
+    let auth = format!("Authorization: Bearer {public}");
+    let (status, out) = curl(
+        mirror,
+        &format!("/v2/library/alpine/blobs/{layer}"),
+        &["-H", &auth],
+    );
+    assert_eq!(status, 404, "{out}");
+    assert!(!layer_bytes_sent(&out));
+
+    // Alice, who may read it, gets it from the store.
+    let hits = || {
+        mirror
+            .requests()
+            .iter()
+            .filter(|r| r["cache"] == "hit" && r["status"] == 200)
+            .count()
+    };
+    let hits_before = hits();
+    assert_same_as_direct(mirror, PRIVATE, &[], Some(ALICE));
+    assert!(hits() > hits_before, "{}", mirror.log_text());
+}

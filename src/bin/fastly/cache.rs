@@ -1,50 +1,131 @@
-//! Fastly's cache for immutable content (blobs, manifests by digest), keyed as the core says and
-//! kept as the core's `edge` module says: a hit is served from the POP, a miss is stored while the
-//! client reads it back.
+//! Fastly's core cache as the content store: the core decides keys, what is stored and when it
+//! is served (after the upstream's word, as everywhere); this module reads and writes.
+//!
+//! A lookup is a `Transaction`, so concurrent misses at a POP collapse into one upstream fetch.
+//! An object is written through the core's verifier in the guest, and the insert finished only
+//! when every byte matched; the client's stream is aborted otherwise. Hashing costs guest CPU
+//! (Fastly allows 50 ms a request), so the core stores nothing larger than
+//! `edge::MAX_VERIFIED_OBJECT`; larger blobs stream host-side, unstored.
 
 use crate::compute::{content_length, send};
-use fastly::cache::core::Transaction;
+use fastly::cache::core::{CacheKey, Found, Transaction};
 use fastly::{Body, Response};
-use http::Method;
 use registry_mirror::edge;
+use registry_mirror::mirror::StoreWrite;
+use registry_mirror::store::{Record, Stored};
+use std::io::{Read, Write};
 
-/// A cached object as a response: the stored head, and the body unless the client asked HEAD.
-pub fn cached_response(found: &fastly::cache::core::Found, method: &Method) -> Option<Response> {
-    let headers = edge::cached_headers(&found.user_metadata())?;
-    let mut response = Response::from_status(200);
-    for (name, value) in headers {
-        response.append_header(name, value);
+/// What a lookup found: the object and what the core needs of it; or, on a miss that this
+/// request must fill, the transaction to fill it with.
+pub fn look_up(key: &str) -> (Option<(Found, Stored)>, Option<Transaction>) {
+    let Ok(tx) = Transaction::lookup(CacheKey::from(key.to_string())).execute() else {
+        return (None, None);
+    };
+    if let Some(found) = tx.found() {
+        let stored = edge::cached_headers(&found.user_metadata()).and_then(|h| stored(&h));
+        if let Some(stored) = stored {
+            return (Some((found, stored)), None);
+        }
     }
-    response.set_header("docker-distribution-api-version", "registry/2.0");
-    if *method != Method::HEAD {
-        response.set_body(found.to_stream().ok()?);
+    match tx.must_insert_or_update() {
+        true => (None, Some(tx)),
+        false => (None, None),
     }
-    Some(response)
 }
 
-/// Stores the upstream body in the cache while the client reads it back from there.
-pub fn serve_and_store(tx: Transaction, mut response: Response) {
-    let length = content_length(&response).unwrap_or(0);
-    let metadata = edge::cache_metadata(|name| response.get_header_str(name).map(String::from));
-    let body = response.take_body();
-    match tx
+fn stored(headers: &[(String, String)]) -> Option<Stored> {
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    Some(Stored {
+        length: header("content-length")?.parse().ok()?,
+        media_type: header("content-type").cloned(),
+    })
+}
+
+/// Relays `body` under `response`'s head, and stores it under the transaction when every byte
+/// matches; on a mismatch the insert is dropped unfinished and the client's stream aborted.
+pub fn relay_and_store(tx: Transaction, mut response: Response, body: Body, write: StoreWrite) {
+    let StoreWrite {
+        mut verifier,
+        media_type,
+        ..
+    } = write;
+    let length = verifier.length();
+    let metadata = edge::cache_metadata(|name| match name {
+        "content-length" => Some(length.to_string()),
+        "content-type" => media_type.clone(),
+        _ => None,
+    });
+    let insert = tx
         .insert(edge::CACHE_MAX_AGE)
         .known_length(length)
         .user_metadata(metadata.into())
-        .execute_and_stream_back()
-    {
-        Ok((mut writer, found)) => {
-            writer.append(body);
-            let _ = writer.finish();
-            match found.to_stream() {
-                Ok(stream) => response.set_body(stream),
-                Err(_) => response.set_body(Body::new()),
-            }
-            send(response);
+        .execute();
+    let Ok(mut stored) = insert else {
+        response.set_body(body);
+        return send(response);
+    };
+    if content_length(&response).is_some() {
+        response.set_framing_headers_mode(fastly::http::FramingHeadersMode::ManuallyFromHeaders);
+    }
+    let mut client = response.stream_to_client();
+    let mut body = body;
+    let mut chunk = vec![0; 64 * 1024];
+    let mut held: Vec<u8> = Vec::new();
+    loop {
+        let n = match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // The upstream broke off: nothing stored, the client's stream aborted (dropped).
+            Err(_) => return,
+        };
+        verifier.update(&chunk[..n]);
+        if stored.write_all(&chunk[..n]).is_err() || client.write_all(&held).is_err() {
+            return;
         }
-        Err(_) => {
-            response.set_body(body);
-            send(response);
+        held.clear();
+        held.extend_from_slice(&chunk[..n]);
+    }
+    if verifier.finish().is_err() {
+        println!(r#"{{"msg":"an upstream blob was not what its digest says"}}"#);
+        return;
+    }
+    let _ = stored.finish();
+    if client.write_all(&held).is_ok() {
+        let _ = client.finish();
+    }
+}
+
+/// The body of a found object.
+pub fn found_body(found: &Found) -> Body {
+    found.to_stream().unwrap_or_else(|_| Body::new())
+}
+
+/// The small record at `key`.
+pub fn read_record(key: &str) -> Option<Vec<u8>> {
+    let found = fastly::cache::core::lookup(CacheKey::from(key.to_string()))
+        .execute()
+        .ok()??;
+    let mut bytes = Vec::new();
+    found
+        .to_stream()
+        .ok()?
+        .take(registry_mirror::store::MAX_RECORD as u64)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
+/// Keeps the records the core asked for.
+pub fn keep(records: &[Record]) {
+    for record in records {
+        let key = CacheKey::from(record.key.clone());
+        let insert = fastly::cache::core::insert(key, edge::CACHE_MAX_AGE)
+            .known_length(record.value.len() as u64)
+            .execute();
+        if let Ok(mut body) = insert {
+            if body.write_all(&record.value).is_ok() {
+                let _ = body.finish();
+            }
         }
     }
 }

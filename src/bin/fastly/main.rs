@@ -14,14 +14,15 @@ mod upstream;
 
 #[cfg(target_arch = "wasm32")]
 mod compute {
-    use crate::cache::{cached_response, serve_and_store};
+    use crate::cache;
     use crate::upstream::fetch_upstream;
-    use fastly::cache::core::{CacheKey, Transaction};
+    use fastly::cache::core::Transaction;
     use fastly::http::FramingHeadersMode;
     use fastly::{Body, ConfigStore, Request, Response, SecretStore};
     use http::{header, Method};
     use registry_mirror::edge::{self, Outcome};
     use registry_mirror::mirror::{Incoming, Mirror, Step, Summary, MAX_REQUEST_BODY};
+    use registry_mirror::store::StoreSetting;
     use registry_mirror::Config;
     use std::cell::Cell;
     use std::io::Read;
@@ -71,89 +72,88 @@ mod compute {
             client: address,
         };
         let outcome = drive(&mirror, &incoming);
+        cache::keep(&outcome.summary.remember);
         println!(
             "{}",
             outcome.log_line(&method, started.elapsed(), lookups.get())
         );
     }
 
-    fn outcome(response: &Response, summary: Summary, cache: &'static str, n: u32) -> Outcome {
+    fn outcome(response: &Response, summary: Summary, n: u32) -> Outcome {
         Outcome {
             status: response.get_status().as_u16(),
             bytes: content_length(response),
+            cache: summary.store.unwrap_or("-"),
             summary,
-            cache,
             upstream_requests: n,
         }
     }
 
     fn drive(mirror: &Mirror, incoming: &Incoming) -> Outcome {
-        let head = incoming.head;
         let mut step = mirror.start(incoming, SystemTime::now());
         let mut last_body: Option<Body> = None;
+        // What a store lookup found, held until it is served; or the miss this request fills.
+        let mut found = None;
         let mut transaction: Option<Transaction> = None;
-        let mut cache = "-";
         let mut upstream_requests = 0;
         loop {
             step = match step {
                 Step::Answer(response, summary) => {
                     let response = Response::from(response.map(Body::from));
-                    let outcome = outcome(&response, summary, cache, upstream_requests);
+                    let outcome = outcome(&response, summary, upstream_requests);
                     send(response);
                     return outcome;
                 }
                 Step::Relay(parts, summary) => {
                     let body = last_body.take().unwrap_or_else(Body::new);
                     let response = Response::from(http::Response::from_parts(parts, body));
-                    let mut outcome = outcome(&response, summary, cache, upstream_requests);
-                    let storable = edge::storable(&head.method, outcome.status, outcome.bytes);
+                    let outcome = outcome(&response, summary, upstream_requests);
+                    if let Some(tx) = transaction.take() {
+                        let _ = tx.cancel_insert_or_update();
+                    }
+                    send(response);
+                    return outcome;
+                }
+                Step::RelayAndStore(parts, summary, write) => {
+                    let body = last_body.take().unwrap_or_else(Body::new);
+                    let response = Response::from(http::Response::from_parts(parts, Body::new()));
+                    let outcome = outcome(&response, summary, upstream_requests);
                     match transaction.take() {
-                        Some(tx) if storable => {
-                            outcome.cache = "miss-stored";
-                            serve_and_store(tx, response);
-                        }
-                        Some(tx) => {
-                            let _ = tx.cancel_insert_or_update();
-                            send(response);
-                        }
-                        None => send(response),
+                        Some(tx) => cache::relay_and_store(tx, response, body, *write),
+                        None => send(response.with_body(body)),
                     }
                     return outcome;
                 }
-                // Fastly's store is its own cache (below): the core asks for no lookups here.
-                Step::Lookup(lookup) => mirror.resume_lookup(lookup.pending, None),
-                Step::Recall(recall) => mirror.resume_recall(recall.pending, None),
+                Step::Lookup(lookup) => {
+                    let (hit, tx) = cache::look_up(&lookup.key);
+                    transaction = tx;
+                    let (object, stored) = hit.unzip();
+                    found = object;
+                    mirror.resume_lookup(lookup.pending, stored)
+                }
+                Step::Serve(parts, _key, summary) => {
+                    let body = found.as_ref().map_or_else(Body::new, cache::found_body);
+                    let response = Response::from(http::Response::from_parts(parts, body));
+                    let outcome = outcome(&response, summary, upstream_requests);
+                    send(response);
+                    return outcome;
+                }
+                Step::Recall(recall) => {
+                    mirror.resume_recall(recall.pending, cache::read_record(&recall.key))
+                }
+                // Clients are never sent to Fastly's cache itself: the core asks this of buckets.
                 Step::Fill(fill) => mirror.resume_filled(fill.pending, false),
-                Step::Serve(_, _, summary)
-                | Step::ServeSigned(_, _, summary)
-                | Step::RelayAndStore(_, summary, _) => {
+                Step::ServeSigned(_, _, summary) => {
                     let error = registry_mirror::errors::RegistryError::new(
                         registry_mirror::errors::ErrorCode::Unavailable,
-                        "this runtime has no content store",
+                        "this runtime has no signed URLs",
                     );
                     let response = Response::from(error.into_response().map(Body::from));
-                    let outcome = outcome(&response, summary, cache, upstream_requests);
+                    let outcome = outcome(&response, summary, upstream_requests);
                     send(response);
                     return outcome;
                 }
                 Step::Fetch(fetch) => {
-                    if let (Some(key), "-") = (&fetch.cache_key, cache) {
-                        cache = "miss";
-                        if let Ok(tx) = Transaction::lookup(CacheKey::from(key.clone())).execute() {
-                            if let Some(response) = tx
-                                .found()
-                                .and_then(|found| cached_response(&found, &head.method))
-                            {
-                                let summary = fetch.pending.into_summary();
-                                let outcome = outcome(&response, summary, "hit", upstream_requests);
-                                send(response);
-                                return outcome;
-                            }
-                            if tx.must_insert_or_update() {
-                                transaction = Some(tx);
-                            }
-                        }
-                    }
                     if !fetch.delay.is_zero() {
                         std::thread::sleep(fetch.delay);
                     }
@@ -224,8 +224,12 @@ mod compute {
             Some(secret) => secret.clone(),
             None => settings.get(key).cloned(),
         })?;
-        // Fastly's cache is the store here; the core's lookups are for the native runtimes.
-        config.store = registry_mirror::store::StoreSetting::None;
+        // Fastly's cache is the store here (`cache`), unless CACHE=none; hashing in the guest
+        // bounds what it keeps.
+        if config.store != StoreSetting::None {
+            config.store = StoreSetting::Edge;
+        }
+        config.store_max_object = Some(edge::MAX_VERIFIED_OBJECT);
         Ok(config)
     }
 }
