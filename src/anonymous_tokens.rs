@@ -3,8 +3,9 @@
 //! Without `WHITE_LIST` a client holds the upstream's own token, and nothing in it says whether a
 //! password stood behind it. The store needs to know: only what an anonymous client pulled may be
 //! served when the upstream cannot be asked (stale answers, `TAG_TTL_SECS`), since anyone may pull
-//! it. So the mirror remembers a hash of each token it handed out for an anonymous login, until
-//! the token expires. A token it does not know (another instance's, one from before a restart, a
+//! it. With `TOKEN_SECRET`, the mirror hands anonymous clients a signed mirror token naming nobody
+//! (`mirror/token_route`), which every instance can check. Without one, the mirror remembers here
+//! a hash of each token it handed out for an anonymous login, until the token expires. A token it does not know (another instance's, one from before a restart, a
 //! user's) counts as not anonymous: the safe side, where only freshness is lost. A token fetched
 //! with one of the mirror's own accounts (`accounts`) is remembered with it, so that the pulls it
 //! makes are counted to that account.

@@ -63,6 +63,10 @@ pub struct MirrorToken {
     /// The upstream token to send on the user's behalf, if the upstream gave one.
     #[serde(rename = "up", default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// For an anonymous client (`user` empty): the mirror's own account the upstream token was
+    /// fetched with (see `accounts`).
+    #[serde(rename = "acct", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<usize>,
 }
 
 impl fmt::Debug for MirrorToken {
@@ -205,6 +209,7 @@ mod tests {
             registry: "docker.io".into(),
             expires_at,
             upstream: Some("upstream.jwt.value".into()),
+            account: None,
         }
     }
 

@@ -62,3 +62,17 @@ fn the_mirrors_account_serves_anonymous_clients() {
 fn the_edge_cache_keeps_private_layers_private() {
     support::suite::stored_private_layers_stay_private(MIRRORS.open());
 }
+
+/// The store is Fastly's cache; anonymous clients' tokens are signed (`TOKEN_SECRET`), since
+/// every request starts afresh.
+static FASTLY_BEHIND_FRONT: support::mirrors::BehindFront =
+    support::mirrors::BehindFront::new(&Viceroy, || {
+        vec![("TOKEN_SECRET".into(), support::mirrors::TOKEN_SECRET.into())]
+    });
+
+static STALE: support::mirrors::Mirrors = support::mirrors::Mirrors::new(&FASTLY_BEHIND_FRONT);
+
+#[test]
+fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
+    support::suite::stored_images_pull_while_docker_hub_fails(&STALE, FASTLY_BEHIND_FRONT.front());
+}

@@ -273,3 +273,21 @@ fn layers_of_any_size_come_through_the_bucket() {
         );
     }
 }
+
+/// The store is the bucket; anonymous clients' tokens are signed (`TOKEN_SECRET`), so that every
+/// instance knows them for anonymous.
+static LAMBDA_BEHIND_FRONT: support::mirrors::BehindFront =
+    support::mirrors::BehindFront::new(&LAMBDA, || {
+        let f = support::fixture::fixture();
+        let bucket = f.create_bucket("lambda-stale");
+        let mut settings = f.bucket_settings(&bucket, "fn");
+        settings.push(("TOKEN_SECRET".into(), support::mirrors::TOKEN_SECRET.into()));
+        settings
+    });
+
+static STALE: support::mirrors::Mirrors = support::mirrors::Mirrors::new(&LAMBDA_BEHIND_FRONT);
+
+#[test]
+fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
+    support::suite::stored_images_pull_while_docker_hub_fails(&STALE, LAMBDA_BEHIND_FRONT.front());
+}

@@ -286,69 +286,23 @@ fn pulls_keep_working_past_docker_hubs_limit() {
     );
 }
 
-/// The local server with a store of its own, whose Docker Hub is the fixture behind [`FRONT`].
-struct LocalBehindFront;
-
-static FRONT: std::sync::OnceLock<FaultFront> = std::sync::OnceLock::new();
-
-fn front() -> &'static FaultFront {
-    FRONT.get_or_init(|| {
-        let f = fixture();
-        FaultFront::start(&f.registry, f.token_port, f.storage_port)
-    })
-}
-
-impl Runtime for LocalBehindFront {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+/// The local server with a store of its own, whose Docker Hub is the fixture behind a front.
+static LOCAL_BEHIND_FRONT: support::mirrors::BehindFront =
+    support::mirrors::BehindFront::new(&LocalServer, || {
         let cache = format!("file://{}", run_dir().join("store-stale").display());
-        let upstream = format!("http://{}", front().addr);
-        let mut settings: Vec<(String, String)> = settings
-            .iter()
-            .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
-            .cloned()
-            .collect();
-        settings.push(("CACHE".into(), cache));
-        settings.push(("UPSTREAM_DOCKER_IO".into(), upstream));
-        LocalServer.start(label, &settings)
-    }
-}
+        vec![("CACHE".into(), cache)]
+    });
 
-static BEHIND_FRONT: support::mirrors::Mirrors = support::mirrors::Mirrors::new(&LocalBehindFront);
+static BEHIND_FRONT: support::mirrors::Mirrors =
+    support::mirrors::Mirrors::new(&LOCAL_BEHIND_FRONT);
 
-/// Images pulled once by anonymous clients keep pulling with dockerd, containerd and skopeo
-/// while Docker Hub answers every manifest request with 429, and while it is down altogether
-/// (token service included): tags are served from their last digest, marked stale in the log.
 #[test]
 fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
-    use support::suite::{
-        ctr_fetches_full_and_short_names, dockerd_pulls_short_names_through_registry_mirrors,
-        skopeo_pulls_short_names,
-    };
     let _serial = serial();
-    let pull_all = || {
-        dockerd_pulls_short_names_through_registry_mirrors(&BEHIND_FRONT);
-        ctr_fetches_full_and_short_names(&BEHIND_FRONT);
-        skopeo_pulls_short_names(&BEHIND_FRONT);
-    };
-    front().set(Fault::None);
-    pull_all();
-    let stale = |from: usize| {
-        BEHIND_FRONT.open().requests()[from..]
-            .iter()
-            .filter(|r| r["cache"] == "stale")
-            .count()
-    };
-    for fault in [Fault::TooMany, Fault::Down] {
-        let logged = BEHIND_FRONT.open().requests().len();
-        front().set(fault.clone());
-        pull_all();
-        front().set(Fault::None);
-        assert!(stale(logged) > 0, "{fault:?}: no stale answer in the log");
-    }
+    support::suite::stored_images_pull_while_docker_hub_fails(
+        &BEHIND_FRONT,
+        LOCAL_BEHIND_FRONT.front(),
+    );
 }
 
 /// A local server whose store is `prefix` in `bucket` (moto's S3).

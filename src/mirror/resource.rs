@@ -49,12 +49,24 @@ impl Mirror {
             }
         } else {
             let token = bearer(&head.headers).filter(|t| t != "anonymous");
-            let handout = token
+            match token
                 .as_deref()
-                .and_then(|t| self.anonymous_tokens.find(t, now));
-            anonymous = token.is_none() || handout.is_some();
-            account = handout.and_then(|h| h.account);
-            token
+                .and_then(|t| self.anonymous_token(t, &registry.name, now))
+            {
+                Some(signed) => {
+                    anonymous = true;
+                    account = signed.account;
+                    signed.upstream
+                }
+                None => {
+                    let handout = token
+                        .as_deref()
+                        .and_then(|t| self.anonymous_tokens.find(t, now));
+                    anonymous = token.is_none() || handout.is_some();
+                    account = handout.and_then(|h| h.account);
+                    token
+                }
+            }
         };
 
         // Step 3: the upstream request.
@@ -361,6 +373,14 @@ pub(super) fn tags_query(query: Option<&str>) -> String {
 }
 
 impl Mirror {
+    /// A mirror token the mirror signed for an anonymous client of this registry (no user).
+    fn anonymous_token(&self, token: &str, registry: &str, now: u64) -> Option<MirrorToken> {
+        let secret = self.config.token_secret.as_ref()?;
+        MirrorToken::verify(token, secret, now)
+            .ok()
+            .filter(|t| t.user.is_empty() && t.registry == registry)
+    }
+
     /// What Docker Hub's accounting sees of this answer: a manifest `GET` counts as a pull, and
     /// the `ratelimit-remaining` it sends says how many are left (for the log, and for choosing
     /// among the mirror's own accounts).

@@ -2091,3 +2091,47 @@ fn on_lambda_with_a_bucket_blobs_go_through_signed_urls() {
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()[header::LOCATION], cdn);
 }
+
+/// With TOKEN_SECRET, an open mirror hands anonymous clients a signed token naming nobody, so
+/// that another instance (or the same after a restart) knows them for anonymous: it sends the
+/// upstream token inside on, and keeps the records stale answers need. A user's token is passed
+/// as it is.
+#[test]
+fn signed_anonymous_tokens_are_known_on_every_instance() {
+    let settings = [("CACHE", "file:///c"), ("TOKEN_SECRET", SECRET)];
+    let first = mirror(&settings);
+    let token = token_dance(
+        &first,
+        "/token?scope=repository:alpine:pull",
+        &[],
+        "hub-jwt",
+    );
+    assert!(token.starts_with("rm1."), "{token}");
+    let other = mirror(&settings);
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let auth = format!("Bearer {token}");
+    let get_tag = request(
+        Method::GET,
+        "/v2/alpine/manifests/3.19",
+        &[("authorization", &auth)],
+    );
+    let ask = expect_fetch(start(&other, &get_tag, 1000));
+    assert_eq!(
+        ask.request.headers()[header::AUTHORIZATION],
+        "Bearer hub-jwt"
+    );
+    let answer = upstream_head(200, &[("docker-content-digest", &digest)]);
+    let lookup = expect_lookup(other.resume(ask.pending, answer, None, at(1000)));
+    match other.resume_lookup(lookup.pending, Some(stored_index())) {
+        Step::Serve(_, _, summary) => assert_eq!(summary.remember.len(), 1),
+        other => panic!("expected the stored manifest, got {other:?}"),
+    }
+    // A token the client logged in for is the upstream's own, and not anonymous.
+    let users = token_dance(
+        &first,
+        "/token?scope=repository:alpine:pull",
+        &[("authorization", "Basic YWxpY2U6cHc=")],
+        "alice-jwt",
+    );
+    assert_eq!(users, "alice-jwt");
+}

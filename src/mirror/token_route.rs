@@ -430,10 +430,20 @@ impl Mirror {
                 registry: self.config.registries.get(request.registry).name.clone(),
                 expires_at: now + expires_in,
                 upstream,
+                account: None,
             }
             .sign(secret),
-            // Without a whitelist the client gets the upstream's token itself; one fetched
-            // without credentials is remembered as anonymous (see `anonymous_tokens`).
+            // Without a whitelist, an anonymous client gets a signed mirror token naming nobody
+            // when there is a TOKEN_SECRET, so that any instance knows it for anonymous (see
+            // `anonymous_tokens`); others get the upstream's token itself.
+            (None, Some(secret)) if request.credentials.is_none() => MirrorToken {
+                user: String::new(),
+                registry: self.config.registries.get(request.registry).name.clone(),
+                expires_at: now + expires_in,
+                upstream,
+                account: request.account,
+            }
+            .sign(secret),
             _ => {
                 if let (Some(token), None) = (&upstream, &request.credentials) {
                     let handout = crate::anonymous_tokens::Handout {

@@ -135,12 +135,21 @@ impl Runtime for Viceroy {
         let mut toml = String::from(
             "manifest_version = 3\nname = \"registry-mirror-test\"\nlanguage = \"other\"\n\n",
         );
-        for backend_port in [
+        // A test may put an upstream of its own on 127.0.0.1 (a fault front): a backend for it too.
+        let own_upstreams = settings
+            .iter()
+            .filter_map(|(_, v)| v.strip_prefix("http://127.0.0.1:"))
+            .filter_map(|port| port.trim_end_matches('/').parse::<u16>().ok());
+        let mut ports = vec![
             registry_port,
             ghcr_port,
             fixture.token_port,
             fixture.storage_port,
-        ] {
+        ];
+        ports.extend(own_upstreams);
+        ports.sort_unstable();
+        ports.dedup();
+        for backend_port in ports {
             toml.push_str(&format!(
                 "[local_server.backends.{}]\nurl = \"http://127.0.0.1:{backend_port}\"\n\n",
                 backend_name("127.0.0.1", backend_port)
@@ -374,5 +383,54 @@ impl Mirrors {
             self.runtime
                 .start("pass", &with(&[("BLOB_REDIRECTS", "pass")]))
         })
+    }
+}
+
+/// A runtime whose Docker Hub is the fixture behind a fault front of its own, with more settings
+/// (a store, a secret): for tests of what the mirror does when Docker Hub fails.
+pub struct BehindFront {
+    pub runtime: &'static dyn Runtime,
+    pub extra: fn() -> Vec<(String, String)>,
+    front: OnceLock<super::faults::FaultFront>,
+}
+
+impl BehindFront {
+    pub const fn new(
+        runtime: &'static dyn Runtime,
+        extra: fn() -> Vec<(String, String)>,
+    ) -> BehindFront {
+        BehindFront {
+            runtime,
+            extra,
+            front: OnceLock::new(),
+        }
+    }
+
+    pub fn front(&self) -> &super::faults::FaultFront {
+        self.front.get_or_init(|| {
+            let f = fixture();
+            super::faults::FaultFront::start(&f.registry, f.token_port, f.storage_port)
+        })
+    }
+}
+
+impl Runtime for BehindFront {
+    fn name(&self) -> &'static str {
+        self.runtime.name()
+    }
+
+    fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+        let extra = (self.extra)();
+        let mut settings: Vec<(String, String)> = settings
+            .iter()
+            .filter(|(k, _)| k != "UPSTREAM_DOCKER_IO" && !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        settings.extend(extra);
+        settings.push((
+            "UPSTREAM_DOCKER_IO".into(),
+            format!("http://{}", self.front().addr),
+        ));
+        self.runtime.start(label, &settings)
     }
 }

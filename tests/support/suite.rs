@@ -1365,3 +1365,53 @@ pub fn stored_private_layers_stay_private(mirror: &Mirror) {
     assert_same_as_direct(mirror, PRIVATE, &[], Some(ALICE));
     assert!(hits() > hits_before, "{}", mirror.log_text());
 }
+
+/// Images pulled once by anonymous clients keep pulling with dockerd, containerd and skopeo
+/// while Docker Hub answers every manifest request with 429, and while it is down altogether
+/// (token service included): tags are served from their last digest, marked stale in the log.
+/// `front` stands between the mirror and Docker Hub. Small images only: Fastly's cache keeps
+/// objects up to 4 MiB.
+pub fn stored_images_pull_while_docker_hub_fails(m: &Mirrors, front: &super::faults::FaultFront) {
+    use super::faults::Fault;
+    let mirror = m.open();
+    let pull_all = |round: &str| {
+        let dockerd = Dockerd::start(&mirror.addr);
+        for reference in [V2S2, OCI_INDEX] {
+            let name = short(reference);
+            let (ok, out) = dockerd.docker(None, &["pull", name]);
+            assert!(ok, "{round}: docker pull {name}: {out}");
+            assert_docker_pulled(&dockerd, name, fixture().images.get(reference));
+        }
+        let containerd = containerd();
+        for reference in [OCI, NAMESPACED] {
+            let ns = namespace("ctr-stale");
+            let name = via(mirror, reference);
+            let args = [
+                "content",
+                "fetch",
+                "--plain-http",
+                "--platform",
+                "linux/amd64",
+            ];
+            let (ok, out) = containerd.ctr(&ns, &[&args[..], &[name.as_str()]].concat());
+            assert!(ok, "{round}: ctr content fetch {name}: {out}");
+            assert_ctr_fetched(containerd, &ns, fixture().images.get(reference));
+        }
+        for reference in [OCI, V2S2] {
+            assert_same_as_direct(mirror, short(reference), &[], None);
+        }
+    };
+    front.set(Fault::None);
+    pull_all("upstream up");
+    for fault in [Fault::TooMany, Fault::Down] {
+        let logged = mirror.requests().len();
+        front.set(fault.clone());
+        pull_all(&format!("{fault:?}"));
+        front.set(Fault::None);
+        let stale = mirror.requests()[logged..]
+            .iter()
+            .filter(|r| r["cache"] == "stale")
+            .count();
+        assert!(stale > 0, "{fault:?}: no stale answer in the log");
+    }
+}
