@@ -1366,10 +1366,10 @@ pub fn stored_private_layers_stay_private(mirror: &Mirror) {
     assert!(hits() > hits_before, "{}", mirror.log_text());
 }
 
-/// Images pulled once by anonymous clients keep pulling with dockerd, containerd and skopeo
-/// while Docker Hub answers every manifest request with 429, and while it is down altogether
-/// (token service included): tags are served from their last digest, marked stale in the log.
-/// `front` stands between the mirror and Docker Hub. Small images only: Fastly's cache keeps
+/// Images pulled once by anonymous clients cost no counted manifest `GET` when pulled again, and
+/// keep pulling with dockerd, containerd and skopeo while Docker Hub answers every manifest
+/// request with 429, and while it is down altogether (token service included): tags are served
+/// from their last digest, marked stale in the log. `front` stands between the mirror and Docker Hub. Small images only: Fastly's cache keeps
 /// objects up to 4 MiB.
 pub fn stored_images_pull_while_docker_hub_fails(m: &Mirrors, front: &super::faults::FaultFront) {
     use super::faults::Fault;
@@ -1403,6 +1403,15 @@ pub fn stored_images_pull_while_docker_hub_fails(m: &Mirrors, front: &super::fau
     };
     front.set(Fault::None);
     pull_all("upstream up");
+    // Pulled again: tags by HEAD, everything else from the store; no pull counted.
+    let logged = mirror.requests().len();
+    pull_all("again");
+    let counted: Vec<_> = mirror.requests()[logged..]
+        .iter()
+        .filter(|r| r["counted_get"] == true)
+        .cloned()
+        .collect();
+    assert!(counted.is_empty(), "counted GETs: {counted:?}");
     for fault in [Fault::TooMany, Fault::Down] {
         let logged = mirror.requests().len();
         front.set(fault.clone());
