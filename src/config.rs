@@ -70,6 +70,9 @@ pub struct Config {
     /// Not a setting: the largest object the runtime's store keeps (Fastly's, where the guest
     /// hashes every byte within its CPU limit); `None`: any.
     pub store_max_object: Option<u64>,
+    /// `ALLOW_NETWORKS`: clients from these networks pull without credentials, `WHITE_LIST` or
+    /// not (cluster nodes send no credentials to a mirror).
+    pub allow_networks: Vec<ipnet::IpNet>,
     /// `TAG_STALE_MAX_SECS`: how old the last digest seen for a tag may be and still be served
     /// when the upstream fails (0: never).
     pub tag_stale_max_secs: u64,
@@ -103,6 +106,9 @@ pub const SETTINGS: &[&str] = &[
     "UPSTREAM_SEARCH",
     "CACHE",
     "CACHE_MAX_BYTES",
+    "TAG_STALE_MAX_SECS",
+    "TAG_TTL_SECS",
+    "ALLOW_NETWORKS",
 ];
 
 impl Config {
@@ -213,6 +219,7 @@ impl Config {
             head_lengths_kept: true,
             store: StoreSetting::parse(get("CACHE").as_deref())?,
             store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
+            allow_networks: networks(get("ALLOW_NETWORKS"))?,
             store_redirects: false,
             store_max_object: None,
             tag_stale_max_secs: whole_number(
@@ -290,6 +297,26 @@ pub fn positive_number(
             _ => Err(format!("{key}: {v:?} is not a positive whole number")),
         },
     }
+}
+
+/// `ALLOW_NETWORKS`: CIDRs (`10.0.0.0/8`) or single addresses, comma-separated.
+fn networks(value: Option<String>) -> Result<Vec<ipnet::IpNet>, String> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    format!("ALLOW_NETWORKS: {n:?} is not a network (10.0.0.0/8) or an address")
+                })
+        })
+        .collect()
 }
 
 /// A whole number setting where 0 means "off", or `default` when unset.

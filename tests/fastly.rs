@@ -76,3 +76,8 @@ static STALE: support::mirrors::Mirrors = support::mirrors::Mirrors::new(&FASTLY
 fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
     support::suite::stored_images_pull_while_docker_hub_fails(&STALE, FASTLY_BEHIND_FRONT.front());
 }
+
+#[test]
+fn allowed_networks_pull_without_login() {
+    support::suite::allowed_networks_pull_without_login(&Viceroy);
+}

@@ -205,3 +205,8 @@ fn a_client_that_stops_reading_is_cut() {
 fn the_mirrors_account_serves_anonymous_clients() {
     support::suite::the_mirrors_account_serves_anonymous_clients(&LocalServer);
 }
+
+#[test]
+fn allowed_networks_pull_without_login() {
+    support::suite::allowed_networks_pull_without_login(&LocalServer);
+}

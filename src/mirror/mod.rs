@@ -568,6 +568,37 @@ impl Mirror {
 
     // ---- Step 2: who the client is ----
 
+    /// The client's address: the socket's, or, behind a trusted proxy
+    /// (`TRUST_FORWARDED_HEADERS`), the last one `X-Forwarded-For` names (the one that proxy
+    /// added; the ones before it are the client's to write).
+    fn client_address(&self, incoming: &Incoming) -> Option<std::net::IpAddr> {
+        if self.config.trust_forwarded_headers {
+            let forwarded = incoming
+                .head
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+                .and_then(|a| a.trim().parse().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        incoming.client
+    }
+
+    /// Whether `WHITE_LIST` holds for this client: it is set, and the client is not on one of
+    /// the `ALLOW_NETWORKS`.
+    fn closed_to(&self, incoming: &Incoming) -> bool {
+        if self.config.whitelist.is_none() {
+            return false;
+        }
+        let address = self.client_address(incoming);
+        !address.is_some_and(|a| self.config.allow_networks.iter().any(|n| n.contains(&a)))
+    }
+
     /// A mirror token from the request, checked, when `WHITE_LIST` is on: signed by this mirror,
     /// unexpired, and naming a user the whitelist still lists (removing a user revokes their
     /// tokens at once).
@@ -601,10 +632,12 @@ impl Mirror {
 
     fn ping(&self, incoming: &Incoming, origin: &Origin, now: u64, mut summary: Summary) -> Step {
         let headers = &incoming.head.headers;
-        let admitted = if self.config.whitelist.is_some() {
-            self.verified_token(headers, now).map(|t| {
-                summary.user = Some(t.user);
-            })
+        let listed = self.verified_token(headers, now);
+        let admitted = if let Some(t) = listed {
+            summary.user = Some(t.user);
+            Some(())
+        } else if self.closed_to(incoming) {
+            None
         } else {
             // Without a whitelist there is nothing to protect: any bearer token is the client's
             // own upstream token, checked by the upstream when it is used.
@@ -635,9 +668,7 @@ impl Mirror {
     /// holders of a mirror token only, as every other request.
     fn search(&self, incoming: &Incoming, origin: &Origin, now: u64, summary: Summary) -> Step {
         let method = &incoming.head.method;
-        if self.config.whitelist.is_some()
-            && self.verified_token(&incoming.head.headers, now).is_none()
-        {
+        if self.closed_to(incoming) && self.verified_token(&incoming.head.headers, now).is_none() {
             let message = "this mirror requires docker login";
             return self.challenge_response(method, origin, None, message, summary);
         }

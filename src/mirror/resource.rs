@@ -31,22 +31,20 @@ impl Mirror {
         // Step 2: admit. With WHITE_LIST, only a valid mirror token for this registry opens it.
         let mut anonymous = false;
         let mut account = None;
-        let upstream_token = if self.config.whitelist.is_some() {
-            match self.verified_token(&head.headers, now) {
-                Some(t) if t.registry == registry.name => {
-                    summary.user = Some(t.user);
-                    t.upstream
-                }
-                _ => {
-                    return self.challenge_response(
-                        &head.method,
-                        &origin,
-                        Some(&scope),
-                        "authentication required",
-                        summary,
-                    )
-                }
-            }
+        let listed = self
+            .verified_token(&head.headers, now)
+            .filter(|t| t.registry == registry.name);
+        let upstream_token = if let Some(t) = listed {
+            summary.user = Some(t.user);
+            t.upstream
+        } else if self.closed_to(incoming) {
+            return self.challenge_response(
+                &head.method,
+                &origin,
+                Some(&scope),
+                "authentication required",
+                summary,
+            );
         } else {
             let token = bearer(&head.headers).filter(|t| t != "anonymous");
             match token

@@ -2135,3 +2135,88 @@ fn signed_anonymous_tokens_are_known_on_every_instance() {
     );
     assert_eq!(users, "alice-jwt");
 }
+
+// ---- ALLOW_NETWORKS ----
+
+fn start_from(m: &Mirror, head: &request::Parts, client: &str) -> Step {
+    m.start(
+        &Incoming {
+            head,
+            scheme: "http",
+            body: b"",
+            client: Some(client.parse().unwrap()),
+        },
+        at(1000),
+    )
+}
+
+/// With WHITE_LIST and ALLOW_NETWORKS, a client on a listed network gets a token without
+/// credentials and pulls with it; one outside still needs docker login; behind a trusted proxy,
+/// the address is the last of X-Forwarded-For.
+#[test]
+fn allowed_networks_pull_without_credentials() {
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        ("ALLOW_NETWORKS", "10.1.0.0/16, 192.0.2.7"),
+    ]);
+    let token_request = request(Method::GET, "/token?scope=repository:alpine:pull", &[]);
+    let (r, _) = expect_answer(start_from(&m, &token_request, "10.2.0.1"));
+    assert_eq!(r.status(), 401, "outside the networks");
+    let fetch = expect_fetch(start_from(&m, &token_request, "10.1.2.3"));
+    assert!(fetch.request.headers().get(header::AUTHORIZATION).is_none());
+    let fetch = match fetch.request.uri().path() {
+        "/v2/" => expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+            Some(Vec::new()),
+            at(1000),
+        )),
+        _ => fetch,
+    };
+    let (r, _) = expect_answer(m.resume(
+        fetch.pending,
+        upstream_head(200, &[]),
+        Some(br#"{"token":"hub-jwt","expires_in":300}"#.to_vec()),
+        at(1000),
+    ));
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {token}");
+    let manifest = request(
+        Method::GET,
+        "/v2/alpine/manifests/3.19",
+        &[("authorization", &auth)],
+    );
+    let fetch = expect_fetch(start_from(&m, &manifest, "192.0.2.7"));
+    assert_eq!(
+        fetch.request.headers()[header::AUTHORIZATION],
+        "Bearer hub-jwt"
+    );
+    let (r, _) = expect_answer(start_from(&m, &manifest, "192.0.2.8"));
+    assert_eq!(r.status(), 401, "the same token from outside the networks");
+
+    // Behind a trusted proxy: the address it added, not one the client wrote before it.
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        ("ALLOW_NETWORKS", "10.1.0.0/16"),
+        ("TRUST_FORWARDED_HEADERS", "true"),
+    ]);
+    let forged = request(
+        Method::GET,
+        "/token?scope=repository:alpine:pull",
+        &[("x-forwarded-for", "10.1.0.5, 203.0.113.9")],
+    );
+    let (r, _) = expect_answer(start_from(&m, &forged, "127.0.0.1"));
+    assert_eq!(r.status(), 401);
+    let proxied = request(
+        Method::GET,
+        "/token?scope=repository:alpine:pull",
+        &[("x-forwarded-for", "203.0.113.9, 10.1.0.5")],
+    );
+    expect_fetch(start_from(&m, &proxied, "127.0.0.1"));
+    let bad = Config::from_lookup(|k| (k == "ALLOW_NETWORKS").then(|| "10.0.0.0/33".to_string()));
+    assert!(bad.unwrap_err().contains("ALLOW_NETWORKS"));
+}

@@ -134,6 +134,8 @@ impl Mirror {
         if let Some(whitelist) = &self.config.whitelist {
             match &credentials {
                 Some(c) if whitelist.allows(&c.user) => {}
+                // From one of the ALLOW_NETWORKS: an anonymous pull, as on an open mirror.
+                None if !self.closed_to(incoming) => {}
                 Some(_) => {
                     return self.challenge_response(
                         method,
@@ -161,14 +163,14 @@ impl Mirror {
             scopes,
             credentials,
             user: user.clone(),
-            client: incoming.client,
+            client: self.client_address(incoming),
             origin,
             then: None,
             account: None,
         };
         // The whitelist names Docker Hub users: their identity is Docker Hub's to check, whatever
         // the registry asked for, and their Docker Hub password goes nowhere else.
-        if self.config.whitelist.is_some() {
+        if self.config.whitelist.is_some() && request.credentials.is_some() {
             let Some(hub) = self.config.registries.by_name("docker.io") else {
                 let e = RegistryError::new(
                     ErrorCode::Unavailable,
@@ -182,7 +184,7 @@ impl Mirror {
                     scopes: Vec::new(),
                     credentials: request.credentials.take(),
                     user,
-                    client: incoming.client,
+                    client: self.client_address(incoming),
                     origin: request.origin.clone(),
                     then: None,
                     account: None,
@@ -420,8 +422,9 @@ impl Mirror {
         now: u64,
         summary: Summary,
     ) -> Step {
+        let anonymous = request.credentials.is_none();
         let token = match (&self.config.whitelist, &self.config.token_secret) {
-            (Some(_), Some(secret)) => MirrorToken {
+            (Some(_), Some(secret)) if !anonymous => MirrorToken {
                 user: request
                     .user
                     .as_ref()
@@ -436,7 +439,7 @@ impl Mirror {
             // Without a whitelist, an anonymous client gets a signed mirror token naming nobody
             // when there is a TOKEN_SECRET, so that any instance knows it for anonymous (see
             // `anonymous_tokens`); others get the upstream's token itself.
-            (None, Some(secret)) if request.credentials.is_none() => MirrorToken {
+            (_, Some(secret)) if anonymous => MirrorToken {
                 user: String::new(),
                 registry: self.config.registries.get(request.registry).name.clone(),
                 expires_at: now + expires_in,

@@ -1424,3 +1424,27 @@ pub fn stored_images_pull_while_docker_hub_fails(m: &Mirrors, front: &super::fau
         assert!(stale > 0, "{fault:?}: no stale answer in the log");
     }
 }
+
+/// A private mirror serves a cluster by network: with `WHITE_LIST` and `ALLOW_NETWORKS` naming
+/// 127.0.0.1, dockerd (which sends no credentials to a mirror it has no login for) pulls; from
+/// 127.0.0.2, outside the list, a token still needs docker login.
+pub fn allowed_networks_pull_without_login(runtime: &dyn super::mirrors::Runtime) {
+    let mirror = runtime.start(
+        "allow-networks",
+        &super::mirrors::with(&[
+            ("WHITE_LIST", "alice"),
+            ("TOKEN_SECRET", super::mirrors::TOKEN_SECRET),
+            ("ALLOW_NETWORKS", "127.0.0.1/32"),
+        ]),
+    );
+    let dockerd = Dockerd::start(&mirror.addr);
+    let name = short(V2S2);
+    let (ok, out) = dockerd.docker(None, &["pull", name]);
+    assert!(ok, "docker pull {name} from an allowed network: {out}");
+    assert_docker_pulled(&dockerd, name, fixture().images.get(V2S2));
+    let path = "/token?scope=repository:library/alpine:pull";
+    let (status, out) = curl(&mirror, path, &["--interface", "127.0.0.2"]);
+    assert_eq!(status, 401, "outside the allowed networks: {out}");
+    let (status, out) = curl(&mirror, path, &["--interface", "127.0.0.1"]);
+    assert_eq!(status, 200, "inside the allowed networks: {out}");
+}
