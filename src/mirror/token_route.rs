@@ -422,7 +422,9 @@ impl Mirror {
         now: u64,
         summary: Summary,
     ) -> Step {
-        let anonymous = request.credentials.is_none();
+        // Anonymous: nobody logged in (a listed user's token for another registry is fetched
+        // without their credentials, but is theirs).
+        let anonymous = request.user.is_none();
         let token = match (&self.config.whitelist, &self.config.token_secret) {
             (Some(_), Some(secret)) if !anonymous => MirrorToken {
                 user: request
