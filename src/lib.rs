@@ -31,10 +31,14 @@ pub mod page;
 pub mod reference;
 pub mod registry;
 pub mod route;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod storing_body;
 pub mod throttle;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tls;
 pub mod token;
 pub mod upstream;
 

@@ -79,7 +79,7 @@ const ENGLISH: Words = Words {
     explicit: "Or pull through the mirror by name",
     podman: "podman: /etc/containers/registries.conf",
     containerd: "containerd: /etc/containerd/certs.d/docker.io/hosts.toml (containerd adds ?ns=docker.io itself)",
-    containerd_ns: "containerd, other registries: certs.d/<registry>/hosts.toml, with ns",
+    containerd_ns: "containerd, other registries: /etc/containerd/certs.d/REGISTRY/hosts.toml (with ns)",
     containerd_other: "or with the path prefix (override_path)",
     k3s: "k3s: /etc/rancher/k3s/registries.yaml",
     registries: "Registries",
@@ -103,7 +103,7 @@ const CHINESE: Words = Words {
     explicit: "也可以通过镜像站的地址直接拉取",
     podman: "podman：/etc/containers/registries.conf",
     containerd: "containerd：/etc/containerd/certs.d/docker.io/hosts.toml（containerd 会自动加上 ?ns=docker.io）",
-    containerd_ns: "containerd 其他仓库：certs.d/<仓库>/hosts.toml，使用 ns",
+    containerd_ns: "containerd 其他仓库：/etc/containerd/certs.d/REGISTRY/hosts.toml（使用 ns）",
     containerd_other: "或使用路径前缀（override_path）",
     k3s: "k3s：/etc/rancher/k3s/registries.yaml",
     registries: "支持的仓库",
@@ -257,7 +257,7 @@ location = "{h}/{other}"</pre>
         explicit = w.explicit,
         podman = w.podman,
         containerd = w.containerd,
-        containerd_ns = w.containerd_ns,
+        containerd_ns = w.containerd_ns.replace("REGISTRY", &other),
         containerd_other = w.containerd_other,
         k3s = w.k3s,
         registries = w.registries,
@@ -317,6 +317,9 @@ mod tests {
         assert!(page.contains("<code>ghcr.mirror.example</code>"));
         assert!(page.contains("override_path = true"));
         assert!(page.contains("No login is needed."));
+        // Each hosts.toml path names its registry (a `<registry>` would vanish as a tag).
+        assert!(page.contains("/etc/containerd/certs.d/ghcr.io/hosts.toml"));
+        assert!(!page.contains("certs.d//"));
         for external in [
             "http://",
             "<link",

@@ -135,7 +135,7 @@ impl Mirror {
     ) -> Step {
         let status = head.status;
         let method = resource.method.clone();
-        self.note_rate_limit(&mut summary, &resource, &head.headers);
+        self.note_rate_limit(&mut summary, &resource, &head);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             // Without a length it can trust, a client must not take a HEAD for the manifest's
@@ -386,12 +386,16 @@ impl Mirror {
         &self,
         summary: &mut Summary,
         resource: &ResourceRequest,
-        headers: &HeaderMap,
+        head: &response::Parts,
     ) {
-        if matches!(resource.route, Route::Manifest { .. }) && resource.method == Method::GET {
+        // A refused GET (no token yet, a wrong one, an unknown tag) pulls nothing.
+        if matches!(resource.route, Route::Manifest { .. })
+            && resource.method == Method::GET
+            && head.status.is_success()
+        {
             summary.counted_get = true;
         }
-        self.note_remaining(summary, resource, headers);
+        self.note_remaining(summary, resource, &head.headers);
     }
 
     /// The upstream's `ratelimit-remaining`, when it sends one.

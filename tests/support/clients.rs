@@ -93,11 +93,17 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start(mirror: &str) -> Dockerd {
+        Dockerd::start_with(&format!("http://{mirror}"), &[mirror])
+    }
+
+    /// A dockerd whose `registry-mirrors` is `mirror_url`, trusting plain HTTP (or a certificate
+    /// it cannot check) only from `insecure`.
+    pub fn start_with(mirror_url: &str, insecure: &[&str]) -> Dockerd {
         let dir = scratch("dockerd");
         let socket = dir.join("sock");
         let config = serde_json::json!({
-            "registry-mirrors": [format!("http://{mirror}")],
-            "insecure-registries": [mirror],
+            "registry-mirrors": [mirror_url],
+            "insecure-registries": insecure,
             "storage-driver": "vfs",
             "iptables": false,
             "ip6tables": false,

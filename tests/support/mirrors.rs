@@ -431,6 +431,7 @@ impl Runtime for BehindFront {
             "UPSTREAM_DOCKER_IO".into(),
             format!("http://{}", self.front().addr),
         ));
-        self.runtime.start(label, &settings)
+        // A label of its own: the files of a mirror (its log) are named by it.
+        self.runtime.start(&format!("front-{label}"), &settings)
     }
 }

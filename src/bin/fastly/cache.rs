@@ -67,7 +67,8 @@ pub fn relay_and_store(tx: Transaction, mut response: Response, body: Body, writ
     if content_length(&response).is_some() {
         response.set_framing_headers_mode(fastly::http::FramingHeadersMode::ManuallyFromHeaders);
     }
-    let mut client = response.stream_to_client();
+    // A client that goes away loses its stream; the object is still read to its end and stored.
+    let mut client = Some(response.stream_to_client());
     let mut body = body;
     let mut chunk = vec![0; 64 * 1024];
     let mut held: Vec<u8> = Vec::new();
@@ -79,8 +80,11 @@ pub fn relay_and_store(tx: Transaction, mut response: Response, body: Body, writ
             Err(_) => return,
         };
         verifier.update(&chunk[..n]);
-        if stored.write_all(&chunk[..n]).is_err() || client.write_all(&held).is_err() {
+        if stored.write_all(&chunk[..n]).is_err() {
             return;
+        }
+        if client.as_mut().is_some_and(|c| c.write_all(&held).is_err()) {
+            client = None;
         }
         held.clear();
         held.extend_from_slice(&chunk[..n]);
@@ -89,9 +93,16 @@ pub fn relay_and_store(tx: Transaction, mut response: Response, body: Body, writ
         println!(r#"{{"msg":"an upstream blob was not what its digest says"}}"#);
         return;
     }
-    let _ = stored.finish();
-    if client.write_all(&held).is_ok() {
-        let _ = client.finish();
+    if let Err(e) = stored.finish() {
+        println!(
+            "{}",
+            serde_json::json!({"msg": "the cache did not keep an object", "error": e.to_string()})
+        );
+    }
+    if let Some(mut client) = client {
+        if client.write_all(&held).is_ok() {
+            let _ = client.finish();
+        }
     }
 }
 

@@ -1,0 +1,195 @@
+//! The local server's listener: accepts connections (plain, or TLS with `tls`), speaks HTTP/1.1
+//! and HTTP/2 on them, hands each request to the driver, and logs it.
+//!
+//! On `SIGTERM` (or Ctrl-C) it stops accepting and lets the transfers in flight finish, for up to
+//! `SHUTDOWN_GRACE_SECS` (30 by default), before it exits: a pull under way when a service manager
+//! restarts the server completes whole.
+
+use crate::config::positive_number;
+use crate::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
+use crate::drive::Driver;
+use crate::logging;
+use crate::mirror::MAX_REQUEST_BODY;
+use crate::tls::Certificates;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+/// `SHUTDOWN_GRACE_SECS` by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a client has for its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `SHUTDOWN_GRACE_SECS`.
+pub fn shutdown_grace(lookup: impl Fn(&str) -> Option<String>) -> Result<Duration, String> {
+    let default = DEFAULT_SHUTDOWN_GRACE.as_secs();
+    positive_number(&lookup, "SHUTDOWN_GRACE_SECS", default).map(Duration::from_secs)
+}
+
+/// Serves `driver` on `listener` until `SIGTERM`, then for up to `grace` while transfers finish.
+pub async fn serve(
+    listener: TcpListener,
+    driver: Arc<Driver>,
+    connections: ConnectionSettings,
+    tls: Option<Arc<Certificates>>,
+    grace: Duration,
+) -> Result<(), String> {
+    let acceptor = match &tls {
+        Some(certificates) => Some(tokio_rustls::TlsAcceptor::from(
+            certificates.server_config()?,
+        )),
+        None => None,
+    };
+    let per_address = PerAddress::new(connections.max_per_address);
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // One address holding its share of connections gets no more.
+        let Some(slot) = per_address.admit(peer.ip()) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (driver, acceptor) = (driver.clone(), acceptor.clone());
+        let idle = connections.client_idle_timeout;
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let scheme = if acceptor.is_some() { "https" } else { "http" };
+            let service = hyper::service::service_fn(move |request| {
+                let driver = driver.clone();
+                async move {
+                    let answer = answer(&driver, request, scheme, peer.ip()).await;
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
+            });
+            let builder = http_builder();
+            match acceptor {
+                None => {
+                    let io = IdleWriteTimeout::new(TokioIo::new(stream), idle);
+                    let _ = watcher
+                        .watch(builder.serve_connection(io, service).into_owned())
+                        .await;
+                }
+                Some(acceptor) => {
+                    let Some(tls) = handshake(&acceptor, stream).await else {
+                        return;
+                    };
+                    let io = IdleWriteTimeout::new(TokioIo::new(tls), idle);
+                    let _ = watcher
+                        .watch(builder.serve_connection(io, service).into_owned())
+                        .await;
+                }
+            }
+        });
+    }
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing transfers"
+    );
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("transfers still running at the end of the grace period were cut");
+    }
+    Ok(())
+}
+
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128);
+    builder
+}
+
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        _ => None,
+    }
+}
+
+async fn answer(
+    driver: &Driver,
+    request: http::Request<Incoming>,
+    scheme: &str,
+    client: IpAddr,
+) -> http::Response<reqwest::Body> {
+    let started = Instant::now();
+    let (head, body) = request.into_parts();
+    let body = read_request_body(body).await;
+    let (response, summary) = driver.handle(&head, scheme, &body, Some(client)).await;
+    let bytes = logging::content_length(response.headers());
+    logging::request_line(
+        &head.method,
+        response.status().as_u16(),
+        bytes,
+        started.elapsed(),
+        &summary,
+    );
+    response
+}
+
+/// Reads at most `MAX_REQUEST_BODY + 1` bytes, so that the core can tell a body too large.
+async fn read_request_body(mut body: Incoming) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                bytes.extend_from_slice(&data);
+                if bytes.len() > MAX_REQUEST_BODY {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    bytes
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return ctrl_c.await.unwrap_or(());
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
