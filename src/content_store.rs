@@ -168,6 +168,14 @@ impl ContentStore {
         }
     }
 
+    /// The bytes a directory store holds (a bucket's size is the bucket's to tell).
+    pub fn used_bytes(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Disk(disk) => Some(disk.used()),
+            Backend::Bucket(_) => None,
+        }
+    }
+
     /// The small record at `key`.
     pub async fn read_record(&self, key: &str) -> Option<Vec<u8>> {
         match &self.backend {

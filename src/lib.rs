@@ -26,6 +26,8 @@ pub mod in_flight;
 pub mod lambda;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod logging;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod metrics;
 pub mod mirror;
 pub mod page;
 pub mod reference;

@@ -8,6 +8,7 @@ mod server {
     use registry_mirror::connections::ConnectionSettings;
     use registry_mirror::content_store::ContentStore;
     use registry_mirror::drive::{Driver, DriverSettings};
+    use registry_mirror::metrics::Metrics;
     use registry_mirror::tls::{self, Certificates, TlsFiles};
     use registry_mirror::{disk_store, logging, serve, Config, Mirror};
     use std::net::SocketAddr;
@@ -22,7 +23,8 @@ mod server {
         UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
         STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\
         CACHE, CACHE_MAX_BYTES, TAG_STALE_MAX_SECS, TAG_TTL_SECS, UPSTREAM_AUTH_<NAME>,\n\
-        ALLOW_NETWORKS, TLS_CERT, TLS_KEY, SHUTDOWN_GRACE_SECS, RUST_LOG, LOG_FORMAT.";
+        ALLOW_NETWORKS, TLS_CERT, TLS_KEY, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG,\n\
+        LOG_FORMAT.";
 
     pub fn main() -> ExitCode {
         let listen = match parse_args(std::env::args().skip(1)) {
@@ -72,13 +74,24 @@ mod server {
         let settings = DriverSettings::from_lookup(env)?;
         let connections = ConnectionSettings::from_lookup(env)?;
         let grace = serve::shutdown_grace(env)?;
+        let metrics_listen: Option<SocketAddr> =
+            match env("METRICS_LISTEN").filter(|v| !v.is_empty()) {
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    format!("METRICS_LISTEN: {addr:?} is not an address such as 127.0.0.1:9090")
+                })?),
+                None => None,
+            };
         let certificates = TlsFiles::from_lookup(env)?
             .map(Certificates::load)
             .transpose()?;
         let store = ContentStore::open_configured(&mut config, disk_store::default_dir())?;
         let mut driver = Driver::new(Mirror::new(config), settings)?;
-        if let Some(store) = store {
-            driver = driver.with_store(store);
+        if let Some(store) = &store {
+            driver = driver.with_store(store.clone());
+        }
+        let metrics = metrics_listen.map(|_| Metrics::new());
+        if let Some(metrics) = &metrics {
+            driver = driver.with_metrics(metrics.clone());
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -106,7 +119,22 @@ mod server {
             if let Some(certificates) = &certificates {
                 tls::reload_on_hangup(certificates.clone());
             }
-            serve::serve(listener, Arc::new(driver), connections, certificates, grace).await
+            if let (Some(addr), Some(metrics)) = (metrics_listen, &metrics) {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("METRICS_LISTEN: cannot listen on {addr}: {e}"))?;
+                let store = store.clone();
+                let used = move || store.as_ref().and_then(|s| s.used_bytes());
+                registry_mirror::metrics::serve(listener, metrics.clone(), used);
+                tracing::info!(metrics = %addr, "metrics at /metrics");
+            }
+            let options = serve::Options {
+                connections,
+                tls: certificates,
+                grace,
+                metrics,
+            };
+            serve::serve(listener, Arc::new(driver), options).await
         })
     }
 }

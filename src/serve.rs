@@ -9,6 +9,7 @@ use crate::config::positive_number;
 use crate::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
 use crate::drive::Driver;
 use crate::logging;
+use crate::metrics::Metrics;
 use crate::mirror::MAX_REQUEST_BODY;
 use crate::tls::Certificates;
 use http_body_util::BodyExt;
@@ -33,14 +34,30 @@ pub fn shutdown_grace(lookup: impl Fn(&str) -> Option<String>) -> Result<Duratio
     positive_number(&lookup, "SHUTDOWN_GRACE_SECS", default).map(Duration::from_secs)
 }
 
-/// Serves `driver` on `listener` until `SIGTERM`, then for up to `grace` while transfers finish.
+/// How the listener serves, besides the driver.
+pub struct Options {
+    pub connections: ConnectionSettings,
+    /// HTTPS with this certificate, or plain HTTP.
+    pub tls: Option<Arc<Certificates>>,
+    /// `SHUTDOWN_GRACE_SECS`.
+    pub grace: Duration,
+    /// Where each request is counted (`METRICS_LISTEN`).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// Serves `driver` on `listener` until `SIGTERM`, then for up to the grace period while
+/// transfers finish.
 pub async fn serve(
     listener: TcpListener,
     driver: Arc<Driver>,
-    connections: ConnectionSettings,
-    tls: Option<Arc<Certificates>>,
-    grace: Duration,
+    options: Options,
 ) -> Result<(), String> {
+    let Options {
+        connections,
+        tls,
+        grace,
+        metrics,
+    } = options;
     let acceptor = match &tls {
         Some(certificates) => Some(tokio_rustls::TlsAcceptor::from(
             certificates.server_config()?,
@@ -68,16 +85,16 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (driver, acceptor) = (driver.clone(), acceptor.clone());
+        let (driver, acceptor, metrics) = (driver.clone(), acceptor.clone(), metrics.clone());
         let idle = connections.client_idle_timeout;
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
             let scheme = if acceptor.is_some() { "https" } else { "http" };
             let service = hyper::service::service_fn(move |request| {
-                let driver = driver.clone();
+                let (driver, metrics) = (driver.clone(), metrics.clone());
                 async move {
-                    let answer = answer(&driver, request, scheme, peer.ip()).await;
+                    let answer = answer(&driver, metrics, request, scheme, peer.ip()).await;
                     Ok::<_, std::convert::Infallible>(answer)
                 }
             });
@@ -141,15 +158,20 @@ async fn handshake(
 
 async fn answer(
     driver: &Driver,
+    metrics: Option<Arc<Metrics>>,
     request: http::Request<Incoming>,
     scheme: &str,
     client: IpAddr,
 ) -> http::Response<reqwest::Body> {
     let started = Instant::now();
+    let _in_flight = metrics.as_ref().map(|m| m.begin());
     let (head, body) = request.into_parts();
     let body = read_request_body(body).await;
     let (response, summary) = driver.handle(&head, scheme, &body, Some(client)).await;
     let bytes = logging::content_length(response.headers());
+    if let Some(metrics) = &metrics {
+        metrics.answered(&summary, response.status().as_u16(), bytes);
+    }
     logging::request_line(
         &head.method,
         response.status().as_u16(),

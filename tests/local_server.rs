@@ -210,3 +210,132 @@ fn the_mirrors_account_serves_anonymous_clients() {
 fn allowed_networks_pull_without_login() {
     support::suite::allowed_networks_pull_without_login(&LocalServer);
 }
+
+/// `METRICS_LISTEN`: OpenMetrics text at `/metrics` on an address of its own (not on the public
+/// one), which parses and whose counters move with a pull.
+#[test]
+fn metrics_parse_and_move_with_a_pull() {
+    use support::images::V2S2;
+    use support::mirrors::Runtime;
+    let port = support::process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let store = support::fixture::run_dir().join("metrics-store");
+    let cache = format!("file://{}", store.display());
+    let mirror = LocalServer.start(
+        "metrics",
+        &support::mirrors::with(&[("METRICS_LISTEN", &listen), ("CACHE", &cache)]),
+    );
+    let scrape = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &format!("http://{listen}/metrics")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "no /metrics on {listen}");
+        parse_openmetrics(&String::from_utf8_lossy(&out.stdout))
+    };
+    let sum = |samples: &[Sample], name: &str, label: Option<(&str, &str)>| {
+        samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum::<f64>()
+    };
+    support::suite::assert_same_as_direct(&mirror, V2S2, &[], None);
+    let first = scrape();
+    let manifests = sum(
+        &first,
+        "registry_mirror_requests_total",
+        Some(("route", "manifest")),
+    );
+    assert!(manifests > 0.0, "{first:?}");
+    assert!(sum(&first, "registry_mirror_upstream_requests_total", None) > 0.0);
+    assert!(
+        sum(
+            &first,
+            "registry_mirror_counted_pulls_total",
+            Some(("registry", "docker.io"))
+        ) > 0.0
+    );
+    assert!(
+        sum(
+            &first,
+            "registry_mirror_store_total",
+            Some(("result", "miss"))
+        ) > 0.0
+    );
+    assert!(sum(&first, "registry_mirror_store_bytes", None) > 0.0);
+    assert!(sum(&first, "registry_mirror_response_bytes_total", None) > 0.0);
+    support::suite::assert_same_as_direct(&mirror, V2S2, &[], None);
+    let second = scrape();
+    assert!(
+        sum(
+            &second,
+            "registry_mirror_requests_total",
+            Some(("route", "manifest"))
+        ) > manifests
+    );
+    assert!(
+        sum(
+            &second,
+            "registry_mirror_store_total",
+            Some(("result", "hit"))
+        ) > 0.0
+    );
+    // Not on the public address.
+    let (status, _) = support::suite::curl(&mirror, "/metrics", &[]);
+    assert_eq!(status, 404);
+}
+
+/// An OpenMetrics sample: its name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Each sample of an OpenMetrics text: its name, labels and value; panics on a line that is not
+/// OpenMetrics, or a text that does not end with `# EOF`.
+fn parse_openmetrics(text: &str) -> Vec<Sample> {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "{text}");
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut samples = Vec::new();
+    for line in &lines[..lines.len() - 1] {
+        if let Some(meta) = line.strip_prefix("# ") {
+            let mut parts = meta.splitn(3, ' ');
+            let kind = parts.next().unwrap_or("");
+            assert!(matches!(kind, "HELP" | "TYPE" | "UNIT"), "{line}");
+            assert!(is_name(parts.next().unwrap_or("")), "{line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let rest = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                let labels = rest
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                        assert!(is_name(k), "{line}");
+                        (
+                            k.to_string(),
+                            v.unwrap_or_else(|| panic!("{line}")).to_string(),
+                        )
+                    })
+                    .collect();
+                (name, labels)
+            }
+            None => (series, Vec::new()),
+        };
+        assert!(is_name(name), "{line}");
+        samples.push((name.to_string(), labels, value));
+    }
+    samples
+}

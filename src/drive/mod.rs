@@ -6,7 +6,9 @@
 //! small ones the core asks to read (challenges, token answers), and those only up to its limit.
 
 use crate::content_store::{ContentStore, Found};
-use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
+use crate::mirror::{Incoming, Mirror, Step, Summary};
+
+mod fetch;
 use crate::storing_body::storing_body;
 use http::{request, Response};
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub struct Driver {
     client: reqwest::Client,
     settings: DriverSettings,
     store: Option<Arc<ContentStore>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Driver {
@@ -58,12 +61,19 @@ impl Driver {
             client,
             settings,
             store: None,
+            metrics: None,
         })
     }
 
     /// The content store the mirror's `Lookup`, `Serve` and `RelayAndStore` steps use.
     pub fn with_store(mut self, store: Arc<ContentStore>) -> Driver {
         self.store = Some(store);
+        self
+    }
+
+    /// Where upstream requests are counted (`METRICS_LISTEN`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Driver {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -169,8 +179,13 @@ impl Driver {
                     if !fetch.delay.is_zero() {
                         tokio::time::sleep(fetch.delay).await;
                     }
-                    let limit = fetch.read_body;
-                    match self.fetch(fetch.request, limit).await {
+                    let (limit, timeout) = (fetch.read_body, self.settings.upstream_timeout);
+                    let host = fetch.request.uri().host().unwrap_or("-").to_string();
+                    let fetched = fetch::fetch(&self.client, timeout, fetch.request, limit).await;
+                    if let Some(metrics) = &self.metrics {
+                        metrics.upstream(&host, fetched.as_ref().ok().map(|f| f.0.status.as_u16()));
+                    }
+                    match fetched {
                         Ok((head, small_body, stream)) => {
                             last_body = stream;
                             self.mirror
@@ -181,63 +196,5 @@ impl Driver {
                 }
             };
         }
-    }
-
-    /// Makes one upstream request. With a `limit`, reads the body (up to it) for the core;
-    /// without, keeps it as a stream to relay.
-    async fn fetch(
-        &self,
-        request: http::Request<Vec<u8>>,
-        limit: Option<usize>,
-    ) -> Result<
-        (
-            http::response::Parts,
-            Option<Vec<u8>>,
-            Option<reqwest::Body>,
-        ),
-        FetchError,
-    > {
-        let request = reqwest::Request::try_from(request).map_err(|_| FetchError::Other)?;
-        let timeout = self.settings.upstream_timeout;
-        let response = tokio::time::timeout(timeout, self.client.execute(request))
-            .await
-            .map_err(|_| FetchError::Timeout)?
-            .map_err(classify)?;
-        let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-        match limit {
-            None => Ok((head, None, Some(body))),
-            Some(limit) => {
-                let bytes = tokio::time::timeout(timeout, read_up_to(body, limit))
-                    .await
-                    .map_err(|_| FetchError::Timeout)??;
-                Ok((head, Some(bytes), None))
-            }
-        }
-    }
-}
-
-async fn read_up_to(body: reqwest::Body, limit: usize) -> Result<Vec<u8>, FetchError> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| FetchError::Other)?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(FetchError::BodyTooLarge);
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
-}
-
-fn classify(error: reqwest::Error) -> FetchError {
-    if error.is_timeout() {
-        FetchError::Timeout
-    } else if error.is_connect() {
-        FetchError::Connect
-    } else {
-        FetchError::Other
     }
 }

@@ -1,0 +1,63 @@
+//! One upstream request for the driver: sent with the shared client, within the upstream
+//! timeout; a small body read for the core, or kept as a stream to relay.
+
+use crate::mirror::FetchError;
+use std::time::Duration;
+
+/// An upstream answer: its head, the body read (with a `limit`), or the body to relay.
+pub type Fetched = (
+    http::response::Parts,
+    Option<Vec<u8>>,
+    Option<reqwest::Body>,
+);
+
+/// Makes one upstream request. With a `limit`, reads the body (up to it) for the core; without,
+/// keeps it as a stream to relay.
+pub async fn fetch(
+    client: &reqwest::Client,
+    timeout: Duration,
+    request: http::Request<Vec<u8>>,
+    limit: Option<usize>,
+) -> Result<Fetched, FetchError> {
+    let request = reqwest::Request::try_from(request).map_err(|_| FetchError::Other)?;
+    let response = tokio::time::timeout(timeout, client.execute(request))
+        .await
+        .map_err(|_| FetchError::Timeout)?
+        .map_err(classify)?;
+    let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    match limit {
+        None => Ok((head, None, Some(body))),
+        Some(limit) => {
+            let bytes = tokio::time::timeout(timeout, read_up_to(body, limit))
+                .await
+                .map_err(|_| FetchError::Timeout)??;
+            Ok((head, Some(bytes), None))
+        }
+    }
+}
+
+async fn read_up_to(body: reqwest::Body, limit: usize) -> Result<Vec<u8>, FetchError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| FetchError::Other)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(FetchError::BodyTooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+fn classify(error: reqwest::Error) -> FetchError {
+    if error.is_timeout() {
+        FetchError::Timeout
+    } else if error.is_connect() {
+        FetchError::Connect
+    } else {
+        FetchError::Other
+    }
+}
