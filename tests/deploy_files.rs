@@ -1,5 +1,7 @@
-//! The deploy files at the top of the repository: `template.yaml` validates with both of AWS's
-//! tools, and `fastly.toml` declares the backends under the names the Fastly binary looks up.
+//! The deploy files: `template.yaml` validates with both of AWS's tools, `fastly.toml` declares
+//! the backends under the names the Fastly binary looks up, the systemd unit in `deploy/` passes
+//! `systemd-analyze verify` and its hardening check, and the Kubernetes manifest validates against
+//! Kubernetes' schemas.
 #![cfg(not(target_arch = "wasm32"))]
 
 use registry_mirror::registry::DOCKER_HUB_STORAGE_HOSTS;
@@ -192,4 +194,70 @@ fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
         );
         assert!(readme.contains(host), "the README does not list {host}");
     }
+}
+
+/// The unit with `ExecStart` pointing at the binary this build made (verify checks that the
+/// program exists), in a directory of its own.
+fn unit_for_this_build(label: &str, unit: &str) -> PathBuf {
+    let path = scratch(label).join("registry-mirror.service");
+    let unit = unit.replace(
+        "/usr/local/bin/registry-mirror",
+        env!("CARGO_BIN_EXE_registry-mirror"),
+    );
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(root().join("deploy/registry-mirror.service")).unwrap();
+    let path = unit_for_this_build("unit", &unit);
+    let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    assert!(ok && out.trim().is_empty(), "systemd-analyze verify: {out}");
+    let (ok, out) = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&path));
+    assert!(ok, "systemd-analyze security: {out}");
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for registry-mirror.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|score| score.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level: {out}"));
+    assert!(exposure <= 2.0, "exposure {exposure}: {out}");
+    // The check can fail: a directive systemd does not know.
+    let broken = unit.replace("ProtectSystem=strict", "ProtectSytem=strict");
+    let broken = unit_for_this_build("unit-broken", &broken);
+    let (_, out) = run(Command::new("systemd-analyze").arg("verify").arg(&broken));
+    assert!(out.contains("ProtectSytem"), "{out}");
+}
+
+#[test]
+fn the_kubernetes_manifest_validates() {
+    let venv = root().join("target/k8s-venv");
+    let tool = venv.join("bin/kubernetes-validate");
+    assert!(
+        tool.exists(),
+        "{} is missing: scripts/install-test-tools installs it (PyPI kubernetes-validate)",
+        tool.display()
+    );
+    let manifest = root().join("deploy/kubernetes.yaml");
+    let (ok, out) = run(Command::new(&tool).arg("--strict").arg(&manifest));
+    assert!(ok, "kubernetes-validate: {out}");
+    for kind in ["deployment", "service", "persistentvolumeclaim"] {
+        assert!(
+            out.contains(&format!("passed for resource {kind}/")),
+            "{out}"
+        );
+    }
+    // The check can fail: a field the schema does not have.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let broken = scratch("k8s").join("kubernetes.yaml");
+    let unknown_field = "containerPort: 5000\n              hostPorts: 1";
+    std::fs::write(&broken, text.replace("containerPort: 5000", unknown_field)).unwrap();
+    let (ok, out) = run(Command::new(&tool).arg("--strict").arg(&broken));
+    assert!(!ok, "a broken manifest passed: {out}");
 }
