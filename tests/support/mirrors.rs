@@ -59,10 +59,22 @@ impl Runtime for LocalServer {
     }
 
     fn start(&self, label: &str, settings: &[(String, String)]) -> Mirror {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_registry-mirror"));
+        LocalServer::start_program(program, label, settings)
+    }
+}
+
+impl LocalServer {
+    /// The local server from `program` (another build of it, such as the one in the image).
+    pub fn start_program(
+        program: &std::path::Path,
+        label: &str,
+        settings: &[(String, String)],
+    ) -> Mirror {
         let port = process::free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = run_dir().join(format!("mirror-local-{label}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_registry-mirror"));
+        let mut command = Command::new(program);
         command
             .arg("--listen")
             .arg(&addr)
