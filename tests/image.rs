@@ -57,7 +57,10 @@ fn the_image_builds_and_its_binary_serves() {
     let mut ldd = Command::new("ldd");
     ldd.arg(&program);
     let linked = run(ldd);
-    assert!(linked.contains("statically linked"), "not a static binary: {linked}");
+    assert!(
+        linked.contains("statically linked"),
+        "not a static binary: {linked}"
+    );
 
     let mirror = LocalServer::start_program(&program, "image", &with(&[]));
     support::suite::assert_same_as_direct(&mirror, V2S2, &[], None);

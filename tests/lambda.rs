@@ -296,3 +296,19 @@ fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
 fn allowed_networks_pull_without_login() {
     support::suite::allowed_networks_pull_without_login(&LAMBDA);
 }
+
+/// The bucket serves a private layer only to whom Docker Hub lets read it, and only under its
+/// own repository.
+#[test]
+fn the_bucket_keeps_private_layers_private() {
+    use support::mirrors::Runtime;
+    let f = support::fixture::fixture();
+    let bucket = f.create_bucket("lambda-private");
+    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "fn"));
+    let mirror = LAMBDA.start("bucket-private", &settings);
+    support::suite::stored_private_layers_stay_private(&mirror);
+}
