@@ -6,6 +6,8 @@
 //! adapter does the fetching and the streaming, so the behaviour is the same everywhere.
 
 pub mod accounts;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod acme;
 pub mod anonymous_tokens;
 pub mod auth;
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,13 +5,16 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod server {
+    use registry_mirror::acme::AcmeSettings;
     use registry_mirror::connections::ConnectionSettings;
     use registry_mirror::content_store::ContentStore;
     use registry_mirror::drive::{Driver, DriverSettings};
     use registry_mirror::metrics::Metrics;
+    use registry_mirror::store::StoreSetting;
     use registry_mirror::tls::{self, Certificates, TlsFiles};
     use registry_mirror::{disk_store, logging, serve, Config, Mirror};
     use std::net::SocketAddr;
+    use std::path::PathBuf;
     use std::process::ExitCode;
     use std::sync::Arc;
 
@@ -23,8 +26,8 @@ mod server {
         UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
         STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\
         CACHE, CACHE_MAX_BYTES, TAG_STALE_MAX_SECS, TAG_TTL_SECS, UPSTREAM_AUTH_<NAME>,\n\
-        ALLOW_NETWORKS, TLS_CERT, TLS_KEY, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG,\n\
-        LOG_FORMAT.";
+        ALLOW_NETWORKS, TLS_CERT, TLS_KEY, ACME_DOMAINS, ACME_CONTACT, ACME_DIRECTORY,\n\
+        ACME_CA_ROOT, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG, LOG_FORMAT.";
 
     pub fn main() -> ExitCode {
         let listen = match parse_args(std::env::args().skip(1)) {
@@ -85,6 +88,15 @@ mod server {
             .map(Certificates::load)
             .transpose()?;
         let store = ContentStore::open_configured(&mut config, disk_store::default_dir())?;
+        // The ACME account and certificates live in the store's directory.
+        let acme_dir = match &config.store {
+            StoreSetting::Directory(dir) => Some(PathBuf::from(dir).join("acme")),
+            _ => disk_store::default_dir().map(|d| d.join("acme")),
+        };
+        let acme = AcmeSettings::from_lookup(env, acme_dir)?;
+        if acme.is_some() && certificates.is_some() {
+            return Err("ACME_DOMAINS and TLS_CERT: choose one way to HTTPS".to_string());
+        }
         let mut driver = Driver::new(Mirror::new(config), settings)?;
         if let Some(store) = &store {
             driver = driver.with_store(store.clone());
@@ -110,15 +122,20 @@ mod server {
                 .collect();
             tracing::info!(
                 listen = %local,
-                tls = certificates.is_some(),
+                tls = certificates.is_some() || acme.is_some(),
                 registries = registries.join(", "),
                 whitelist = config.whitelist.as_ref().map_or(0, |w| w.len()),
                 store = ?config.store,
                 "registry-mirror listening"
             );
-            if let Some(certificates) = &certificates {
-                tls::reload_on_hangup(certificates.clone());
-            }
+            let tls = match (certificates, acme) {
+                (Some(certificates), _) => {
+                    tls::reload_on_hangup(certificates.clone());
+                    Some(certificates.server_config()?)
+                }
+                (None, Some(acme)) => Some(tls::server_config(acme.start()?, true)?),
+                (None, None) => None,
+            };
             if let (Some(addr), Some(metrics)) = (metrics_listen, &metrics) {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -130,7 +147,7 @@ mod server {
             }
             let options = serve::Options {
                 connections,
-                tls: certificates,
+                tls,
                 grace,
                 metrics,
             };

@@ -11,7 +11,6 @@ use crate::drive::Driver;
 use crate::logging;
 use crate::metrics::Metrics;
 use crate::mirror::MAX_REQUEST_BODY;
-use crate::tls::Certificates;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,8 +36,8 @@ pub fn shutdown_grace(lookup: impl Fn(&str) -> Option<String>) -> Result<Duratio
 /// How the listener serves, besides the driver.
 pub struct Options {
     pub connections: ConnectionSettings,
-    /// HTTPS with this certificate, or plain HTTP.
-    pub tls: Option<Arc<Certificates>>,
+    /// HTTPS with this configuration (`tls`), or plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `SHUTDOWN_GRACE_SECS`.
     pub grace: Duration,
     /// Where each request is counted (`METRICS_LISTEN`).
@@ -58,12 +57,7 @@ pub async fn serve(
         grace,
         metrics,
     } = options;
-    let acceptor = match &tls {
-        Some(certificates) => Some(tokio_rustls::TlsAcceptor::from(
-            certificates.server_config()?,
-        )),
-        None => None,
-    };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let per_address = PerAddress::new(connections.max_per_address);
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
@@ -151,6 +145,8 @@ async fn handshake(
     stream: TcpStream,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        // An ACME server checking a TLS-ALPN-01 challenge: answered in the handshake, done.
+        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(crate::acme::CHALLENGE_ALPN) => None,
         Ok(Ok(tls)) => Some(tls),
         _ => None,
     }

@@ -57,17 +57,31 @@ impl Certificates {
         Ok(())
     }
 
-    /// The rustls server configuration: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+    /// The rustls server configuration presenting these certificates.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        server_config(self.clone(), false)
     }
+}
+
+/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1` (and ACME's TLS-ALPN-01 when `acme`), with the
+/// certificate `resolver` gives.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    acme: bool,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        config
+            .alpn_protocols
+            .push(crate::acme::CHALLENGE_ALPN.to_vec());
+    }
+    Ok(Arc::new(config))
 }
 
 impl ResolvesServerCert for Certificates {

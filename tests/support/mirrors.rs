@@ -71,7 +71,21 @@ impl LocalServer {
         label: &str,
         settings: &[(String, String)],
     ) -> Mirror {
-        let port = process::free_port();
+        LocalServer::launch(program, process::free_port(), label, settings)
+    }
+
+    /// The local server on `port` (one another party must know before it starts).
+    pub fn start_at(&self, port: u16, label: &str, settings: &[(String, String)]) -> Mirror {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_registry-mirror"));
+        LocalServer::launch(program, port, label, settings)
+    }
+
+    fn launch(
+        program: &std::path::Path,
+        port: u16,
+        label: &str,
+        settings: &[(String, String)],
+    ) -> Mirror {
         let addr = format!("127.0.0.1:{port}");
         let log = run_dir().join(format!("mirror-local-{label}.log"));
         let mut command = Command::new(program);
