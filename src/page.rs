@@ -52,6 +52,10 @@ struct Words {
     intro: &'static str,
     docker: &'static str,
     docker_note: &'static str,
+    /// For a plain-HTTP mirror: what dockerd needs too.
+    plain_http: &'static str,
+    /// For an HTTPS mirror: where a private CA goes (HOST is the mirror's address).
+    private_ca: &'static str,
     explicit: &'static str,
     podman: &'static str,
     containerd: &'static str,
@@ -76,6 +80,8 @@ const ENGLISH: Words = Words {
     intro: "A pull-through mirror of Docker Hub and other registries. Point your client at it and pull as usual.",
     docker: "Docker: /etc/docker/daemon.json, then restart Docker",
     docker_note: "dockerd uses registry-mirrors for Docker Hub images only.",
+    plain_http: "This mirror speaks plain HTTP: dockerd also needs it in insecure-registries (podman: insecure = true; containerd: a http:// server).",
+    private_ca: "With a certificate from a private CA: /etc/docker/certs.d/HOST/ca.crt for dockerd, /etc/containers/certs.d/HOST/ca.crt for podman, ca = \"...\" in containerd's hosts.toml.",
     explicit: "Or pull through the mirror by name",
     podman: "podman: /etc/containers/registries.conf",
     containerd: "containerd: /etc/containerd/certs.d/docker.io/hosts.toml (containerd adds ?ns=docker.io itself)",
@@ -100,6 +106,8 @@ const CHINESE: Words = Words {
     intro: "Docker Hub 及其他镜像仓库的拉取代理。把客户端指向它，照常拉取即可。",
     docker: "Docker：编辑 /etc/docker/daemon.json，然后重启 Docker",
     docker_note: "dockerd 的 registry-mirrors 只用于 Docker Hub 的镜像。",
+    plain_http: "本镜像站使用明文 HTTP：dockerd 还需要把它加入 insecure-registries（podman：insecure = true；containerd：使用 http:// 地址）。",
+    private_ca: "若证书来自私有 CA：dockerd 放在 /etc/docker/certs.d/HOST/ca.crt，podman 放在 /etc/containers/certs.d/HOST/ca.crt，containerd 在 hosts.toml 中写 ca = \"...\"。",
     explicit: "也可以通过镜像站的地址直接拉取",
     podman: "podman：/etc/containers/registries.conf",
     containerd: "containerd：/etc/containerd/certs.d/docker.io/hosts.toml（containerd 会自动加上 ?ns=docker.io）",
@@ -165,6 +173,14 @@ pub fn render(config: &Config, scheme: &str, host: &str, language: Language) -> 
     } else {
         format!("<p class=\"note\">{}</p>", w.login_open)
     };
+    let transport = if scheme == "https" {
+        format!("<p class=\"note\">{}</p>", w.private_ca.replace("HOST", &h))
+    } else {
+        format!(
+            "<p class=\"note\">{}</p><pre>{{\n  \"insecure-registries\": [\"{h}\"]\n}}</pre>",
+            w.plain_http
+        )
+    };
     let mut rows = String::new();
     for r in config.registries.iter() {
         let name = escape(&r.name);
@@ -198,6 +214,7 @@ pub fn render(config: &Config, scheme: &str, host: &str, language: Language) -> 
   "registry-mirrors": ["{url}"]
 }}</pre>
 <p class="note">{docker_note}</p>
+{transport}
 <h2>{explicit}</h2>
 <pre>docker pull {h}/library/alpine:latest
 docker pull {h}/alpine:latest
@@ -254,6 +271,7 @@ location = "{h}/{other}"</pre>
         intro = w.intro,
         docker = w.docker,
         docker_note = w.docker_note,
+        transport = transport,
         explicit = w.explicit,
         podman = w.podman,
         containerd = w.containerd,
@@ -319,6 +337,10 @@ mod tests {
         assert!(page.contains("No login is needed."));
         // Each hosts.toml path names its registry (a `<registry>` would vanish as a tag).
         assert!(page.contains("/etc/containerd/certs.d/ghcr.io/hosts.toml"));
+        assert!(page.contains("/etc/docker/certs.d/hub.example/ca.crt"));
+        assert!(!page.contains("insecure-registries"));
+        let plain = render(&config(&[]), "http", "10.0.0.5:5000", Language::English);
+        assert!(plain.contains(r#""insecure-registries": ["10.0.0.5:5000"]"#));
         assert!(!page.contains("certs.d//"));
         for external in [
             "http://",
