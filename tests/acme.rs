@@ -5,9 +5,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::certs::TestCa;
 use support::fixture::run_dir;
 use support::mirrors::{with, LocalServer};
 use support::process::{free_port, need, run, spawn, wait_for_port};
@@ -16,13 +16,15 @@ use support::process::{free_port, need, run, spawn, wait_for_port};
 fn a_certificate_from_an_acme_server() {
     let dir = run_dir().join("pebble");
     std::fs::create_dir_all(&dir).unwrap();
-    pebble_api_certificate(&dir);
+    // pebble's own API speaks HTTPS, with a certificate of a test CA the mirror is told to trust.
+    let ca = TestCa::new("pebble-api");
+    let (api_cert, api_key) = ca.issue("pebble");
     let (api, management, mirror_port) = (free_port(), free_port(), free_port());
     let config = serde_json::json!({ "pebble": {
         "listenAddress": format!("127.0.0.1:{api}"),
         "managementListenAddress": format!("127.0.0.1:{management}"),
-        "certificate": dir.join("api.pem"),
-        "privateKey": dir.join("api.key"),
+        "certificate": api_cert,
+        "privateKey": api_key,
         "httpPort": free_port(),
         "tlsPort": mirror_port,
         "ocspResponderURL": "",
@@ -45,7 +47,7 @@ fn a_certificate_from_an_acme_server() {
         ("ACME_DOMAINS", "localhost"),
         ("ACME_CONTACT", "admin@example.com"),
         ("ACME_DIRECTORY", &format!("https://127.0.0.1:{api}/dir")),
-        ("ACME_CA_ROOT", &dir.join("ca.pem").display().to_string()),
+        ("ACME_CA_ROOT", &ca.ca().display().to_string()),
         ("CACHE", &format!("file://{}", store.display())),
     ]);
     let mirror = LocalServer.start_at(mirror_port, "acme", &settings);
@@ -54,7 +56,7 @@ fn a_certificate_from_an_acme_server() {
     let mut roots = Command::new("curl");
     roots
         .args(["-sf", "--cacert"])
-        .arg(dir.join("ca.pem"))
+        .arg(ca.ca())
         .arg(format!("https://127.0.0.1:{management}/roots/0"));
     std::fs::write(dir.join("pebble-root.pem"), run(roots)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -80,66 +82,4 @@ fn a_certificate_from_an_acme_server() {
     // The account and the certificate are kept in the store's directory.
     let kept = std::fs::read_dir(store.join("acme")).map_or(0, |d| d.count());
     assert!(kept >= 2, "the acme directory holds {kept} files");
-}
-
-/// A key and a certificate for pebble's own API (127.0.0.1), and the CA that signed them.
-fn pebble_api_certificate(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let mut command = Command::new("openssl");
-        command.current_dir(dir).args(args);
-        run(command);
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pebble API test CA",
-    ]);
-    std::fs::write(
-        dir.join("api.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "api.key",
-        "-out",
-        "api.csr",
-        "-subj",
-        "/CN=pebble",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "api.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "api.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "api.ext",
-    ]);
 }

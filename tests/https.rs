@@ -8,109 +8,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::certs::TestCa;
 use support::clients::Dockerd;
 use support::fixture::{fixture, run_dir};
 use support::images::{BIG, V2S2};
 use support::mirrors::{with, LocalServer, Mirror, Runtime};
 use support::process::run;
 use support::suite::mirror_token;
-
-/// A test CA, and server certificates it signs for 127.0.0.1 (made with the openssl CLI).
-struct TestCa {
-    dir: PathBuf,
-}
-
-impl TestCa {
-    fn new(label: &str) -> TestCa {
-        let dir = run_dir().join(format!("ca-{label}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        run_openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=registry-mirror test CA",
-            ],
-        );
-        TestCa { dir }
-    }
-
-    /// A certificate for 127.0.0.1 named `name`: its (cert, key) files.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        let ext = self.dir.join(format!("{name}.ext"));
-        std::fs::write(
-            &ext,
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let (key, csr, cert) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        run_openssl(
-            &self.dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        run_openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &ext.display().to_string(),
-            ],
-        );
-        (self.dir.join(cert), self.dir.join(key))
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-}
-
-fn run_openssl(dir: &Path, args: &[&str]) {
-    let mut command = Command::new("openssl");
-    command.current_dir(dir).args(args);
-    run(command);
-}
 
 /// An HTTPS mirror with the certificate `name` of `ca`, whose certificate files are copies it
 /// may replace.

@@ -31,16 +31,12 @@ impl Mirror {
         digest: &str,
         summary: &mut Summary,
     ) {
-        let Route::Manifest {
-            reference: Reference::Tag(tag),
-            ..
-        } = &resource.route
-        else {
+        let Some(tag) = tag_of(resource) else {
             return;
         };
         if self.keeps_records(resource) {
             summary.remember.push(Record {
-                key: self.tag_key(resource, tag),
+                key: self.tag_key(resource, &tag),
                 value: TagRecord {
                     digest: digest.to_string(),
                     seen_at: resource.now,
@@ -71,12 +67,8 @@ impl Mirror {
         get: Request<Vec<u8>>,
         summary: Summary,
     ) -> Step {
-        let tag = match &resource.route {
-            Route::Manifest {
-                reference: Reference::Tag(tag),
-                ..
-            } => tag.clone(),
-            _ => return self.ask_tag(resource, get, summary),
+        let Some(tag) = tag_of(&resource) else {
+            return self.ask_tag(resource, get, summary);
         };
         if self.config.tag_ttl_secs == 0 || !self.keeps_records(&resource) {
             return self.ask_tag(resource, get, summary);
@@ -94,12 +86,8 @@ impl Mirror {
         fallback: Response<Vec<u8>>,
         summary: Summary,
     ) -> Step {
-        let tag = match &resource.route {
-            Route::Manifest {
-                reference: Reference::Tag(tag),
-                ..
-            } => tag.clone(),
-            _ => return Step::Answer(fallback, summary),
+        let Some(tag) = tag_of(&resource) else {
+            return Step::Answer(fallback, summary);
         };
         if !self.serves_stale(&resource) {
             return Step::Answer(fallback, summary);
@@ -234,5 +222,16 @@ impl Mirror {
         };
         let registry = self.config.registries.get(resource.resolved.registry);
         keys::public(&registry.name, &resource.resolved.upstream_name, digest)
+    }
+}
+
+/// The tag a manifest request names, if it names one.
+fn tag_of(resource: &ResourceRequest) -> Option<String> {
+    match &resource.route {
+        Route::Manifest {
+            reference: Reference::Tag(tag),
+            ..
+        } => Some(tag.clone()),
+        _ => None,
     }
 }

@@ -77,16 +77,7 @@ impl Mirror {
             .filter(|d| crate::reference::is_valid_digest(d))
             .map(str::to_string);
         let status = head.status;
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            let fallback = if status == StatusCode::TOO_MANY_REQUESTS {
-                too_many(&resource.method, &head.headers)
-            } else {
-                let e = RegistryError::new(
-                    ErrorCode::Unavailable,
-                    format!("the upstream registry answered {}", status.as_u16()),
-                );
-                for_method(&resource.method, e.into_response())
-            };
+        if let Some(fallback) = upstream_failed(&resource.method, &head) {
             return self.stale_tag(resource, get, fallback, summary);
         }
         if let (true, Some(digest)) = (status.is_success(), &digest) {
@@ -190,17 +181,8 @@ impl Mirror {
             self.remember_public(&resource, &mut summary);
             return self.serve(&resource, key, stored, "hit", summary);
         }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            // Without the upstream's word, only what anyone may pull is served (see `stale`).
-            let fallback = if status == StatusCode::TOO_MANY_REQUESTS {
-                too_many(&resource.method, &head.headers)
-            } else {
-                let e = RegistryError::new(
-                    ErrorCode::Unavailable,
-                    format!("the upstream registry answered {}", status.as_u16()),
-                );
-                for_method(&resource.method, e.into_response())
-            };
+        // Without the upstream's word, only what anyone may pull is served (see `stale`).
+        if let Some(fallback) = upstream_failed(&resource.method, &head) {
             return self.stale_content(resource, key, stored, fallback, summary);
         }
         // Refused, or unknown under this repository: the upstream's own answer to the GET, as a
@@ -340,6 +322,22 @@ fn signed_redirect_head() -> response::Parts {
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     add_api_version(&mut parts.headers);
     parts
+}
+
+/// The answer to an upstream failure that is not the client's (a 5xx after its retries, or a
+/// 429), when `head` is one: what the client gets unless the store answers instead.
+fn upstream_failed(method: &Method, head: &response::Parts) -> Option<Response<Vec<u8>>> {
+    let status = head.status;
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Some(too_many(method, &head.headers));
+    }
+    status.is_server_error().then(|| {
+        let e = RegistryError::new(
+            ErrorCode::Unavailable,
+            format!("the upstream registry answered {}", status.as_u16()),
+        );
+        for_method(method, e.into_response())
+    })
 }
 
 /// `request` again with another method.

@@ -2,6 +2,7 @@
 //! client suite that every runtime passes.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod clients;
 pub mod faults;
 pub mod fixture;
