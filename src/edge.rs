@@ -76,7 +76,7 @@ pub struct Outcome {
     pub status: u16,
     pub bytes: Option<u64>,
     pub summary: crate::Summary,
-    /// `-` (not cacheable), `hit`, `miss` or `miss-stored`.
+    /// `-` (no store involved), `hit`, `stale` or `miss`: the core's `Summary::store`.
     pub cache: &'static str,
     pub upstream_requests: u32,
 }
