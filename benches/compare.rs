@@ -76,6 +76,12 @@ mod bench {
             ),
             ("CACHE".to_string(), "none".to_string()),
         ];
+        // The local server once more, with its store: what a second pull costs.
+        let store = run_dir().join("bench-store");
+        let _ = std::fs::remove_dir_all(&store);
+        let mut with_store = upstream.clone();
+        with_store.retain(|(k, _)| k != "CACHE");
+        with_store.push(("CACHE".into(), format!("file://{}", store.display())));
         let systems = vec![
             System {
                 name: "direct",
@@ -87,6 +93,10 @@ mod bench {
             mirror_system(
                 "registry-mirror, local server",
                 LocalServer.start("bench-local", &upstream),
+            ),
+            mirror_system(
+                "registry-mirror, local server + store",
+                LocalServer.start("bench-local-store", &with_store),
             ),
             mirror_system(
                 "registry-mirror, Fastly (Viceroy)",
@@ -102,8 +112,8 @@ mod bench {
 
         println!("registry-mirror comparison: {} MiB blob, {ROUNDS} rounds, all on 127.0.0.1, one 2-core machine", size / MIB);
         println!();
-        println!("| system | blob MB/s (median, min-max) | ratio to direct | manifest p50 | manifest p99 | cold copy | warm copy | upstream requests, cold copy | peak RSS | {CONCURRENT} concurrent pulls |");
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| system | blob MB/s (median, min-max) | ratio to direct | manifest p50 | manifest p99 | cold copy | warm copy | upstream requests, cold copy | manifest GETs upstream, cold/warm copy | peak RSS | {CONCURRENT} concurrent pulls |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let mut direct_mbps = 0.0;
         let mut data = String::from("# system mbps p50_ms\n");
         let mut lambda_costs = Vec::new();
@@ -132,13 +142,17 @@ mod bench {
                 .as_ref()
                 .map(|log| answers(log).len())
                 .unwrap_or(0);
+            let gets_before = manifest_gets();
             let (cold, sizes) = skopeo_copy(&system.addr);
+            let cold_gets = manifest_gets() - gets_before;
             if system.name.contains("Lambda") {
                 let answers = answers(system.log.as_ref().unwrap());
                 lambda_costs.push(lambda_cost(&answers[logged_before..], &sizes));
             }
             let cold_requests = upstream_requests() - before;
+            let gets_before = manifest_gets();
             let (warm, _) = skopeo_copy(&system.addr);
+            let warm_gets = manifest_gets() - gets_before;
             let rss = system
                 .groups
                 .iter()
@@ -146,7 +160,7 @@ mod bench {
                 .fold(0.0, f64::max);
             let (concurrent_mbps, errors) = runtime.block_on(concurrent(&client, &system.addr));
             println!(
-                "| {} | {:.0} ({:.0}-{:.0}) | {:.2} | {:.2} ms | {:.2} ms | {:.2} s | {:.2} s | {} | {} | {:.0} MB/s, {} errors |",
+                "| {} | {:.0} ({:.0}-{:.0}) | {:.2} | {:.2} ms | {:.2} ms | {:.2} s | {:.2} s | {} | {}/{} | {} | {:.0} MB/s, {} errors |",
                 system.name,
                 median,
                 mbps[0],
@@ -157,6 +171,8 @@ mod bench {
                 cold.as_secs_f64(),
                 warm.as_secs_f64(),
                 cold_requests,
+                cold_gets,
+                warm_gets,
                 if system.groups.is_empty() { "-".to_string() } else { format!("{rss:.1} MiB") },
                 concurrent_mbps,
                 errors
@@ -301,6 +317,18 @@ mod bench {
             log: None,
             _running: vec![running],
         }
+    }
+
+    /// Manifest GETs the fixture's registry answered so far: pulls, in Docker Hub's accounting.
+    fn manifest_gets() -> usize {
+        let log = fixture().dir.join("registry-docker-hub.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains("\"GET /v2/") && l.contains("/manifests/") && l.contains("\" 200 ")
+            })
+            .count()
     }
 
     /// Requests that reached the fixture's registry and token service so far.
