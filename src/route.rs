@@ -45,6 +45,30 @@ impl Route {
         }
     }
 
+    /// The digest of the immutable content a route names: a blob's, or a manifest's asked for
+    /// by digest.
+    pub fn content_digest(&self) -> Option<&str> {
+        match self {
+            Route::Blob { digest, .. } => Some(digest),
+            Route::Manifest {
+                reference: Reference::Digest(digest),
+                ..
+            } => Some(digest),
+            _ => None,
+        }
+    }
+
+    /// The tag a manifest route names, if it names one.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Route::Manifest {
+                reference: Reference::Tag(tag),
+                ..
+            } => Some(tag),
+            _ => None,
+        }
+    }
+
     /// The repository a route names, if any.
     pub fn repository(&self) -> Option<&str> {
         match self {

@@ -78,6 +78,18 @@ pub(super) fn answer_too_many(method: &Method, upstream: &HeaderMap, summary: Su
     Step::Answer(too_many(method, upstream), summary)
 }
 
+/// The head of a `307` without a body: the caller adds `Location` (the core, or an adapter that
+/// signs a URL of its store).
+pub(super) fn redirect_head() -> response::Parts {
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = StatusCode::TEMPORARY_REDIRECT;
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    add_api_version(&mut parts.headers);
+    parts
+}
+
 /// The answer to an upstream 429: the mirror's own, with the upstream's rate-limit headers.
 pub(super) fn too_many(method: &Method, upstream: &HeaderMap) -> Response<Vec<u8>> {
     let mut response = RegistryError::new(

@@ -138,12 +138,8 @@ impl Mirror {
         self.note_rate_limit(&mut summary, &resource, &head);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
-            // Without a length it can trust, a client must not take a HEAD for the manifest's
-            // descriptor: with no digest, dockerd and containerd ask again with GET.
-            let manifest_head =
-                method == Method::HEAD && matches!(resource.route, Route::Manifest { .. });
-            if manifest_head && !self.config.head_lengths_kept {
-                out.headers.remove("docker-content-digest");
+            if method == Method::HEAD {
+                self.hide_untrusted_head_digest(&resource, &mut out.headers);
             }
             if let (Route::Tags { name }, Some(link)) =
                 (&resource.route, header_str(&head.headers, "link"))
@@ -255,16 +251,11 @@ impl Mirror {
         summary: Summary,
     ) -> Step {
         let location = self.relayed(location, origin);
-        let mut response = Response::new(Vec::new());
-        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        let mut head = redirect_head();
         if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
+            head.headers.insert(header::LOCATION, value);
         }
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        add_api_version(response.headers_mut());
-        Step::Answer(response, summary)
+        Step::Answer(Response::from_parts(head, Vec::new()), summary)
     }
 
     pub(super) fn relayed(&self, location: &str, origin: &Origin) -> String {
@@ -317,14 +308,7 @@ impl Mirror {
                 }
             }
             let mut out = relay_head(status, &head.headers, STORAGE_TO_CLIENT);
-            let digest = match &resource.route {
-                Route::Blob { digest, .. } => Some(digest.as_str()),
-                Route::Manifest {
-                    reference: Reference::Digest(digest),
-                    ..
-                } => Some(digest.as_str()),
-                _ => None,
-            };
+            let digest = resource.route.content_digest();
             if let Some(value) = digest.and_then(|d| HeaderValue::from_str(d).ok()) {
                 out.headers.insert("docker-content-digest", value);
             }
@@ -371,6 +355,20 @@ pub(super) fn tags_query(query: Option<&str>) -> String {
 }
 
 impl Mirror {
+    /// Without a length it can trust (behind a Lambda function URL), a client must not take a
+    /// manifest `HEAD` for the manifest's descriptor: with no digest, dockerd and containerd ask
+    /// again with `GET`.
+    pub(super) fn hide_untrusted_head_digest(
+        &self,
+        resource: &ResourceRequest,
+        headers: &mut HeaderMap,
+    ) {
+        let manifest = matches!(resource.route, Route::Manifest { .. });
+        if manifest && !self.config.head_lengths_kept {
+            headers.remove("docker-content-digest");
+        }
+    }
+
     /// A mirror token the mirror signed for an anonymous client of this registry (no user).
     fn anonymous_token(&self, token: &str, registry: &str, now: u64) -> Option<MirrorToken> {
         let secret = self.config.token_secret.as_ref()?;

@@ -31,7 +31,7 @@ impl Mirror {
         digest: &str,
         summary: &mut Summary,
     ) {
-        let Some(tag) = tag_of(resource) else {
+        let Some(tag) = resource.route.tag().map(str::to_string) else {
             return;
         };
         if self.keeps_records(resource) {
@@ -67,7 +67,7 @@ impl Mirror {
         get: Request<Vec<u8>>,
         summary: Summary,
     ) -> Step {
-        let Some(tag) = tag_of(&resource) else {
+        let Some(tag) = resource.route.tag().map(str::to_string) else {
             return self.ask_tag(resource, get, summary);
         };
         if self.config.tag_ttl_secs == 0 || !self.keeps_records(&resource) {
@@ -86,7 +86,7 @@ impl Mirror {
         fallback: Response<Vec<u8>>,
         summary: Summary,
     ) -> Step {
-        let Some(tag) = tag_of(&resource) else {
+        let Some(tag) = resource.route.tag().map(str::to_string) else {
             return Step::Answer(fallback, summary);
         };
         if !self.serves_stale(&resource) {
@@ -212,26 +212,8 @@ impl Mirror {
     }
 
     fn public_key(&self, resource: &ResourceRequest) -> Option<String> {
-        let digest = match &resource.route {
-            Route::Blob { digest, .. } => digest,
-            Route::Manifest {
-                reference: Reference::Digest(digest),
-                ..
-            } => digest,
-            _ => return None,
-        };
+        let digest = resource.route.content_digest()?;
         let registry = self.config.registries.get(resource.resolved.registry);
         keys::public(&registry.name, &resource.resolved.upstream_name, digest)
-    }
-}
-
-/// The tag a manifest request names, if it names one.
-fn tag_of(resource: &ResourceRequest) -> Option<String> {
-    match &resource.route {
-        Route::Manifest {
-            reference: Reference::Tag(tag),
-            ..
-        } => Some(tag.clone()),
-        _ => None,
     }
 }

@@ -26,13 +26,10 @@ impl Mirror {
         if !self.has_store() || !whole_get {
             return None;
         }
+        let digest = route.content_digest()?;
         match route {
-            Route::Blob { digest, .. } => keys::blob(registry, digest),
-            Route::Manifest {
-                reference: Reference::Digest(digest),
-                ..
-            } => keys::manifest(registry, digest),
-            _ => None,
+            Route::Blob { .. } => keys::blob(registry, digest),
+            _ => keys::manifest(registry, digest),
         }
     }
 
@@ -199,25 +196,17 @@ impl Mirror {
         label: &'static str,
         mut summary: Summary,
     ) -> Step {
-        let digest = match &resource.route {
-            Route::Blob { digest, .. } => digest.as_str(),
-            Route::Manifest {
-                reference: Reference::Digest(digest),
-                ..
-            } => digest.as_str(),
-            _ => return answer_error(&resource.method, unexpected("stored content"), summary),
+        let Some(digest) = resource.route.content_digest() else {
+            return answer_error(&resource.method, unexpected("stored content"), summary);
         };
         summary.store = Some(label);
         let is_blob = matches!(resource.route, Route::Blob { .. });
         if is_blob && resource.method == Method::GET && self.config.store_redirects {
-            return Step::ServeSigned(signed_redirect_head(), key, summary);
+            return Step::ServeSigned(redirect_head(), key, summary);
         }
         let mut head = stored_head(digest, &stored);
         if resource.method == Method::HEAD {
-            let manifest = matches!(resource.route, Route::Manifest { .. });
-            if manifest && !self.config.head_lengths_kept {
-                head.headers.remove("docker-content-digest");
-            }
+            self.hide_untrusted_head_digest(resource, &mut head.headers);
             return Step::Answer(Response::from_parts(head, Vec::new()), summary);
         }
         Step::Serve(head, key, summary)
@@ -231,14 +220,7 @@ impl Mirror {
         out: response::Parts,
         mut summary: Summary,
     ) -> Step {
-        let digest = match &resource.route {
-            Route::Blob { digest, .. } => Some(digest),
-            Route::Manifest {
-                reference: Reference::Digest(digest),
-                ..
-            } => Some(digest),
-            _ => None,
-        };
+        let digest = resource.route.content_digest();
         let fits = |length: &u64| {
             self.config
                 .store_max_object
@@ -309,19 +291,8 @@ impl Mirror {
             return self.redirect_client(&url, &resource.origin, summary);
         }
         self.remember_public(&resource, &mut summary);
-        Step::ServeSigned(signed_redirect_head(), key, summary)
+        Step::ServeSigned(redirect_head(), key, summary)
     }
-}
-
-/// The head of a redirect to a signed URL of the store (the adapter adds `Location`).
-fn signed_redirect_head() -> response::Parts {
-    let (mut parts, ()) = Response::new(()).into_parts();
-    parts.status = StatusCode::TEMPORARY_REDIRECT;
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    add_api_version(&mut parts.headers);
-    parts
 }
 
 /// The answer to an upstream failure that is not the client's (a 5xx after its retries, or a
