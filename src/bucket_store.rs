@@ -15,8 +15,8 @@ use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetResult, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
-    PutPayload, WriteMultipart,
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
 };
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -66,19 +66,36 @@ impl BucketStore {
         Path::parse(full).ok()
     }
 
-    /// The object at `key`, its body on its way, with what the core needs of it.
-    pub async fn open_object(&self, key: &str) -> Option<(GetResult, Stored)> {
-        let found = self.s3.get(&self.path(key)?).await.ok()?;
+    /// What the core needs of the object at `key`, from a `HEAD`: its body is fetched only when
+    /// it is served ([`BucketStore::body`]), never for a lookup that ends in a redirect to the
+    /// bucket or in a refusal.
+    pub async fn head_object(&self, key: &str) -> Option<Stored> {
+        let options = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let found = self.s3.get_opts(&self.path(key)?, options).await.ok()?;
         let media_type = found
             .attributes
             .get(&Attribute::ContentType)
             .map(|t| t.to_string())
             .filter(|t| t != "application/octet-stream");
-        let stored = Stored {
+        Some(Stored {
             length: found.meta.size,
             media_type,
-        };
-        Some((found, stored))
+        })
+    }
+
+    /// The body of the object at `key`, streamed (an error mid-way cuts it short).
+    pub async fn body(&self, key: &str) -> std::io::Result<reqwest::Body> {
+        use futures_util::TryStreamExt;
+        let path = self
+            .path(key)
+            .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
+        let found = self.s3.get(&path).await.map_err(std::io::Error::other)?;
+        Ok(reqwest::Body::wrap_stream(
+            found.into_stream().map_err(std::io::Error::other),
+        ))
     }
 
     /// The small record at `key`, at most `store::MAX_RECORD` bytes.
@@ -266,10 +283,4 @@ impl Sink for BucketSink {
             let _ = verdict.send(());
         }
     }
-}
-
-/// A stored object from the bucket as a response body.
-pub fn object_body(found: GetResult) -> reqwest::Body {
-    use futures_util::TryStreamExt;
-    reqwest::Body::wrap_stream(found.into_stream().map_err(std::io::Error::other))
 }

@@ -2,7 +2,7 @@
 //! (`disk_store`) or a bucket (`bucket_store`). The driver (`drive`) uses this and nothing below
 //! it; the core (`store`) decides what goes in and comes out.
 
-use crate::bucket_store::{object_body, BucketStore};
+use crate::bucket_store::BucketStore;
 use crate::disk_store::{file_body, DiskStore};
 use crate::in_flight::{Claim, InFlight};
 use crate::store::{StoreSetting, Stored};
@@ -22,19 +22,11 @@ enum Backend {
     Bucket(BucketStore),
 }
 
-/// A stored object a lookup found, held until it is served.
+/// A stored object a lookup found, held until it is served: a file held open (so that eviction
+/// cannot take it), or an object's key in the bucket.
 pub enum Found {
     File(std::fs::File),
-    Object(object_store::GetResult),
-}
-
-impl Found {
-    pub fn into_body(self) -> reqwest::Body {
-        match self {
-            Found::File(file) => file_body(file),
-            Found::Object(object) => object_body(object),
-        }
-    }
+    Object(String),
 }
 
 /// The answer when the store gives no URL for a stored object.
@@ -82,15 +74,31 @@ impl ContentStore {
                 .open_object(key)
                 .map(|(file, stored)| (Found::File(file), stored)),
             Backend::Bucket(bucket) => bucket
-                .open_object(key)
+                .head_object(key)
                 .await
-                .map(|(object, stored)| (Found::Object(object), stored)),
+                .map(|stored| (Found::Object(key.to_string()), stored)),
         }
+    }
+
+    /// The body of what a lookup found. When it cannot be read any more (an object gone since
+    /// its lookup), the body fails at once: the response is cut short and the client sees it.
+    pub async fn body(&self, found: Found) -> reqwest::Body {
+        let body = match (found, &self.backend) {
+            (Found::File(file), _) => Ok(file_body(file)),
+            (Found::Object(key), Backend::Bucket(bucket)) => bucket.body(&key).await,
+            (Found::Object(_), Backend::Disk(_)) => Err(std::io::Error::other(
+                "a bucket's object in a directory store",
+            )),
+        };
+        body.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a stored object could not be read");
+            reqwest::Body::wrap_stream(futures_util::stream::iter([Err::<bytes::Bytes, _>(e)]))
+        })
     }
 
     /// For a miss: the claim to fetch `key` upstream, or what to wait on while another request
     /// holds it.
-    pub fn claim(&self, key: &str) -> Result<Claim, watch::Receiver<()>> {
+    fn claim(&self, key: &str) -> Result<Claim, watch::Receiver<()>> {
         self.in_flight.claim(key)
     }
 
@@ -123,7 +131,7 @@ impl ContentStore {
     }
 
     /// A URL clients may fetch the object at `key` from (a bucket's signed URL).
-    pub async fn signed_url(&self, key: &str) -> Option<String> {
+    async fn signed_url(&self, key: &str) -> Option<String> {
         match &self.backend {
             Backend::Bucket(bucket) => bucket.signed_url(key).await,
             Backend::Disk(_) => None,

@@ -158,7 +158,10 @@ impl Driver {
                     return (response, summary);
                 }
                 Step::Serve(parts, _key, summary) => {
-                    let body = found.take().map(Found::into_body).unwrap_or_default();
+                    let body = match (found.take(), &self.store) {
+                        (Some(found), Some(store)) => store.body(found).await,
+                        _ => reqwest::Body::from(Vec::new()),
+                    };
                     return (Response::from_parts(parts, body), summary);
                 }
                 Step::RelayAndStore(parts, summary, write) => {

@@ -425,9 +425,6 @@ impl Mirror {
                 self.upstream_token_answered(request, head, body.unwrap_or_default(), now, summary)
             }
             State::Resource(resource) => self.registry_answered(resource, head, now, summary),
-            State::Lookup { .. } => {
-                answer_error(&Method::GET, unexpected("a store lookup"), summary)
-            }
             State::Authorize {
                 resource,
                 get,
@@ -435,7 +432,9 @@ impl Mirror {
                 stored,
             } => self.authorized(resource, get, key, stored, head, summary),
             State::TagHead { resource, get } => self.tag_answered(resource, get, head, summary),
-            State::TagRecall { .. }
+            // States that wait on the store, not on an upstream.
+            State::Lookup { .. }
+            | State::TagRecall { .. }
             | State::StaleTag { .. }
             | State::StaleContent { .. }
             | State::Filling { .. } => {
