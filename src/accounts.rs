@@ -52,12 +52,16 @@ impl Remaining {
 
     /// The registry's `ratelimit-remaining` (`99;w=21600`) for an account's pull.
     pub fn note(&self, registry: usize, account: usize, header: &str) {
-        let count = header.split(';').next().unwrap_or("").trim();
-        if let Ok(pulls) = count.parse::<u64>() {
+        if let Some(pulls) = pulls_left(header) {
             let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
             left.insert((registry, account), pulls);
         }
     }
+}
+
+/// The pulls a `ratelimit-remaining` header (`99;w=21600`) says are left.
+pub fn pulls_left(header: &str) -> Option<u64> {
+    header.split(';').next()?.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -129,7 +129,8 @@ impl Metrics {
         let left = summary
             .ratelimit_remaining
             .as_deref()
-            .and_then(|r| r.split(';').next()?.trim().parse::<i64>().ok());
+            .and_then(crate::accounts::pulls_left)
+            .and_then(|left| i64::try_from(left).ok());
         if let Some(left) = left {
             self.pulls_left
                 .get_or_create(&Upstream { registry })
