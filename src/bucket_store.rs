@@ -8,18 +8,28 @@
 //! complete (a single `PUT`, or a multipart upload completed only after the core's verifier has
 //! accepted every byte), so nothing half-written is ever served. Size is bounded by the bucket's
 //! lifecycle rule (README), not here. The media type travels as the object's `Content-Type`.
+//!
+//! The bucket must never make a pull slower than the upstream alone: a lookup has
+//! [`LOOKUP_TIMEOUT`] in all and one retry, and then counts as a miss (the pull goes upstream);
+//! an upload that stops taking bytes for [`STALLED_UPLOAD`] is dropped, and the client's relay
+//! goes on without it. `object_store`'s own defaults (30 s a request, ten retries over three
+//! minutes) would hold a pull for minutes behind a stalled endpoint.
 
+use crate::in_flight::Claim;
 use crate::store::Stored;
 use crate::storing_body::Sink;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
-    PutOptions, PutPayload, WriteMultipart,
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
@@ -32,11 +42,59 @@ const SIGNED_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
 const QUEUED_CHUNKS: usize = 16;
 /// Parts uploaded at once, for one object.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The longest a lookup (a `HEAD`, a record's `GET`, the start of a stored body) may take, retry
+/// included, before it counts as a miss.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an upload may take no bytes before the relay drops it.
+pub const STALLED_UPLOAD: Duration = Duration::from_secs(3);
+/// The longest one write request (a part of 5 MiB, a record) may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bucket (and a prefix in it) holding stored objects.
 pub struct BucketStore {
+    /// For lookups: short timeouts, one retry.
+    lookups: AmazonS3,
+    /// For writes: room for a part's upload, a few retries.
     s3: Arc<AmazonS3>,
     prefix: String,
+}
+
+/// A client of the bucket whose every request ends within `timeout`, retried at most `retries`
+/// times within `retry_window`.
+fn client(
+    bucket: &str,
+    plain_http: bool,
+    timeout: Duration,
+    retries: usize,
+    retry_window: Duration,
+) -> Result<AmazonS3, String> {
+    let options = ClientOptions::new()
+        .with_connect_timeout(timeout.min(Duration::from_secs(2)))
+        .with_timeout(timeout);
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+        },
+        max_retries: retries,
+        retry_timeout: retry_window,
+    };
+    AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_client_options(options)
+        .with_allow_http(plain_http)
+        .with_retry(retry)
+        .build()
+        .map_err(|e| format!("CACHE: s3://{bucket}: {e}"))
+}
+
+/// `future`, or `None` once `LOOKUP_TIMEOUT` has passed.
+async fn within_lookup_time<T>(future: impl Future<Output = Option<T>>) -> Option<T> {
+    tokio::time::timeout(LOOKUP_TIMEOUT, future)
+        .await
+        .ok()
+        .flatten()
 }
 
 impl BucketStore {
@@ -47,12 +105,11 @@ impl BucketStore {
         let plain_http = std::env::var("AWS_ENDPOINT_URL")
             .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
             .is_ok_and(|endpoint| endpoint.starts_with("http://"));
-        let s3 = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_allow_http(plain_http)
-            .build()
-            .map_err(|e| format!("CACHE: s3://{bucket}: {e}"))?;
+        let half = LOOKUP_TIMEOUT / 2;
+        let lookups = client(bucket, plain_http, half, 1, LOOKUP_TIMEOUT)?;
+        let s3 = client(bucket, plain_http, WRITE_TIMEOUT, 3, 2 * WRITE_TIMEOUT)?;
         Ok(BucketStore {
+            lookups,
             s3: Arc::new(s3),
             prefix: prefix.trim_matches('/').to_string(),
         })
@@ -74,7 +131,9 @@ impl BucketStore {
             head: true,
             ..Default::default()
         };
-        let found = self.s3.get_opts(&self.path(key)?, options).await.ok()?;
+        let path = self.path(key)?;
+        let found =
+            within_lookup_time(async { self.lookups.get_opts(&path, options).await.ok() }).await?;
         let media_type = found
             .attributes
             .get(&Attribute::ContentType)
@@ -92,7 +151,10 @@ impl BucketStore {
         let path = self
             .path(key)
             .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
-        let found = self.s3.get(&path).await.map_err(std::io::Error::other)?;
+        let found = tokio::time::timeout(LOOKUP_TIMEOUT, self.lookups.get(&path))
+            .await
+            .map_err(|_| std::io::Error::other("the bucket did not answer in time"))?
+            .map_err(std::io::Error::other)?;
         Ok(reqwest::Body::wrap_stream(
             found.into_stream().map_err(std::io::Error::other),
         ))
@@ -100,11 +162,15 @@ impl BucketStore {
 
     /// The small record at `key`, at most `store::MAX_RECORD` bytes.
     pub async fn read_record(&self, key: &str) -> Option<Vec<u8>> {
-        let found = self.s3.get(&self.path(key)?).await.ok()?;
-        if found.meta.size > crate::store::MAX_RECORD as u64 {
-            return None;
-        }
-        found.bytes().await.ok().map(|b| b.to_vec())
+        let path = self.path(key)?;
+        within_lookup_time(async {
+            let found = self.lookups.get(&path).await.ok()?;
+            if found.meta.size > crate::store::MAX_RECORD as u64 {
+                return None;
+            }
+            found.bytes().await.ok().map(|b| b.to_vec())
+        })
+        .await
     }
 
     /// Keeps a small record at `key`, replacing the one there.
@@ -122,14 +188,20 @@ impl BucketStore {
     /// [`Sink::commit`]; the upload finishes in the background.
     pub fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
         let upload = self.start_upload(key, media_type, length)?;
+        // The claim on the key, handed over at the commit, is held until the upload is done, so
+        // that those waiting for the object find it when they look again.
+        let (hand_over, claim) = oneshot::channel::<Option<Claim>>();
         tokio::spawn(async move {
             if let Ok(Err(e)) = upload.done.await {
                 tracing::warn!(error = %e, "the bucket could not keep an object");
             }
+            drop(claim.await);
         });
         Some(Box::new(BucketSink {
             data: PollSender::new(upload.data),
             verdict: Some(upload.verdict),
+            claim: Some(hand_over),
+            stalled: None,
         }))
     }
 
@@ -259,17 +331,36 @@ async fn put_in_parts(
     }
 }
 
-/// The relay's side of an upload: chunks go to the upload task, with backpressure.
+/// The relay's side of an upload: chunks go to the upload task, with backpressure for a while,
+/// and dropped when the upload takes nothing for [`STALLED_UPLOAD`].
 struct BucketSink {
     data: PollSender<Bytes>,
     verdict: Option<oneshot::Sender<()>>,
+    claim: Option<oneshot::Sender<Option<Claim>>>,
+    /// Since the upload stopped taking bytes: when the relay stops waiting for it.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Sink for BucketSink {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.data
-            .poll_reserve(cx)
-            .map_err(|_| std::io::Error::other("the upload stopped"))
+        match self.data.poll_reserve(cx) {
+            Poll::Ready(Ok(())) => {
+                self.stalled = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(std::io::Error::other("the upload stopped"))),
+            Poll::Pending => {
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_UPLOAD)));
+                match stalled.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::other(
+                        "the bucket took nothing for a while; the object is not kept",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
@@ -278,9 +369,12 @@ impl Sink for BucketSink {
             .map_err(|_| std::io::Error::other("the upload stopped"))
     }
 
-    fn commit(mut self: Box<Self>) {
+    fn commit(mut self: Box<Self>, claim: Option<Claim>) {
         if let Some(verdict) = self.verdict.take() {
             let _ = verdict.send(());
+        }
+        if let Some(hand_over) = self.claim.take() {
+            let _ = hand_over.send(claim);
         }
     }
 }

@@ -115,6 +115,10 @@ impl Config {
     /// Reads every setting through `lookup`; an empty value counts as unset. The error says which
     /// setting is wrong and why, for a start-up message.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::read(lookup).map_err(|e| redact(&e))
+    }
+
+    fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |key: &str| {
             lookup(key)
                 .map(|v| v.trim().to_string())
@@ -193,7 +197,12 @@ impl Config {
             let absolute =
                 matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
             let path_only = prefix.starts_with('/') && !prefix.starts_with("//");
-            if !(absolute || path_only) || uri.query().is_some() || host.trim().is_empty() {
+            let user_info = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+            if !(absolute || path_only)
+                || user_info
+                || uri.query().is_some()
+                || host.trim().is_empty()
+            {
                 return Err(bad());
             }
             storage_relays.push(StorageRelay {
@@ -285,6 +294,32 @@ fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String
 }
 
 /// A positive whole number setting (seconds, a count), or `default` when unset.
+/// `message` with the user info of every URL in it hidden (`https://bob:secret@host` becomes
+/// `https://…@host`): start-up errors quote settings, and reach journald, CloudWatch and Lambda's
+/// init-error report.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| "/?#\"',; \t\n\\".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(i) => {
+                out.push('…');
+                out.push_str(&authority[i..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn positive_number(
     lookup: &dyn Fn(&str) -> Option<String>,
     key: &str,
@@ -345,6 +380,45 @@ fn parse_bool(v: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_start_up_error_shows_a_password_in_a_url() {
+        let mut keys: Vec<String> = SETTINGS.iter().map(|k| k.to_string()).collect();
+        keys.extend(
+            registry::BUILTIN
+                .iter()
+                .map(|b| registry::upstream_setting(b.name)),
+        );
+        for key in keys {
+            for value in [
+                "https://bob:hunter2@registry.example",
+                "https://bob:hunter2@registry.example/path?x",
+                "x=https://bob:hunter2@relay.example/p",
+                "s3://bob:hunter2@bucket/prefix",
+            ] {
+                if let Err(e) = Config::from_lookup(|k| (k == key).then(|| value.to_string())) {
+                    assert!(!e.contains("hunter2"), "{key}: {e}");
+                    assert!(!e.contains("bob"), "{key}: {e}");
+                }
+            }
+        }
+        let e = Config::from_lookup(|k| {
+            (k == "UPSTREAM_DOCKER_IO").then(|| "https://bob:hunter2@hub.example".to_string())
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("UPSTREAM_DOCKER_IO") && e.contains("…@hub.example"),
+            "{e}"
+        );
+        assert!(Config::from_lookup(|k| {
+            (k == "STORAGE_RELAY").then(|| "cdn.example=https://u:p@relay.example/p".to_string())
+        })
+        .is_err());
+        assert_eq!(
+            redact("\"http://a:b@h:1/x\", s3://k@b, https://plain/"),
+            "\"http://…@h:1/x\", s3://…@b, https://plain/"
+        );
+    }
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, String> {

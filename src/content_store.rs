@@ -4,13 +4,12 @@
 
 use crate::bucket_store::BucketStore;
 use crate::disk_store::{file_body, DiskStore};
-use crate::in_flight::{Claim, InFlight};
+use crate::in_flight::{Claim, InFlight, Waiting};
 use crate::store::{StoreSetting, Stored};
 use crate::storing_body::Sink;
 use crate::Config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::watch;
 
 pub struct ContentStore {
     backend: Backend,
@@ -61,6 +60,12 @@ impl ContentStore {
             }
             StoreSetting::None | StoreSetting::Unset | StoreSetting::Edge => return Ok(None),
         };
+        // One large object must not empty a directory: larger ones are relayed, not kept.
+        if let Backend::Disk(disk) = &backend {
+            let largest = disk.largest_object();
+            config.store_max_object =
+                Some(config.store_max_object.map_or(largest, |m| m.min(largest)));
+        }
         Ok(Some(Arc::new(ContentStore {
             backend,
             in_flight: InFlight::default(),
@@ -98,7 +103,7 @@ impl ContentStore {
 
     /// For a miss: the claim to fetch `key` upstream, or what to wait on while another request
     /// holds it.
-    fn claim(&self, key: &str) -> Result<Claim, watch::Receiver<()>> {
+    fn claim(&self, key: &str) -> Result<Claim, Waiting> {
         self.in_flight.claim(key)
     }
 
@@ -139,7 +144,8 @@ impl ContentStore {
     }
 
     /// The object at `key`, opened; or, on a miss, the claim to fetch it. When another request is
-    /// fetching it already, waits for that one (at most `wait`), then looks again.
+    /// fetching it already, waits for that one (at most `wait`, and only while its fill moves:
+    /// `in_flight`), then looks again; still missing, it is fetched without the claim.
     pub async fn look_up(
         &self,
         key: &str,
@@ -150,8 +156,8 @@ impl ContentStore {
         }
         match self.claim(key) {
             Ok(claim) => (None, Some(claim)),
-            Err(mut fetching) => {
-                let _ = tokio::time::timeout(wait, fetching.changed()).await;
+            Err(fetching) => {
+                fetching.wait(wait).await;
                 match self.open_object(key).await {
                     Some(found) => (Some(found), None),
                     None => (None, self.claim(key).ok()),

@@ -2,14 +2,22 @@
 //! server's default is `$XDG_CACHE_HOME/registry-mirror`). The core decides what is stored and
 //! served (`store`); this module only reads and writes.
 //!
-//! An object is written to `tmp/` while it is relayed and renamed into `objects/` only when the
+//! An object is written to a temporary file of its own in `tmp/` (made with `create_new` under a
+//! name no other write uses) while it is relayed, and renamed into `objects/` only when the
 //! core's verifier has accepted every byte, after the data reached the disk: a server killed
-//! mid-write leaves a temporary file, which the next start deletes, never an object. Past
-//! `CACHE_MAX_BYTES` the least recently served objects go first.
+//! mid-write leaves a temporary file, which the next start deletes, never an object.
+//!
+//! One server per directory: the server holds an exclusive lock on `lock` in it for its whole
+//! life, and a second server (another container on the same volume, say) refuses to start. The
+//! index of what the store holds (sizes, last use) then lives in memory, built once at start:
+//! past `CACHE_MAX_BYTES` the least recently served objects go, down to a low mark, without a
+//! walk of the tree. An object larger than a quarter of the bound is relayed but not kept (the
+//! core is told, `largest_object`), so that one large layer cannot empty the store.
 
 use crate::store::Stored;
 use crate::storing_body::Sink;
 use hyper::body::{Body, Bytes, Frame};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -35,40 +43,120 @@ pub fn default_dir() -> Option<PathBuf> {
 const HEADER_MAGIC: &str = "registry-mirror-object v1 ";
 const MAX_HEADER: u64 = 256;
 
+/// Objects larger than the bound divided by this are not kept.
+const LARGEST_OBJECT_FRACTION: u64 = 4;
+
+/// Eviction goes down to the bound less this fraction of it, so that it runs once in a while, not
+/// on every write of a full store.
+const LOW_MARK_FRACTION: u64 = 10;
+
 /// A directory of stored objects.
 pub struct DiskStore {
     root: PathBuf,
     max_bytes: u64,
-    used: Mutex<u64>,
+    index: Mutex<Index>,
     writes: AtomicU64,
+    /// Held open for the store's life: the exclusive lock on the directory.
+    _lock: std::fs::File,
+}
+
+/// What the store holds: each object's size and last use, and the objects by last use.
+#[derive(Default)]
+struct Index {
+    objects: HashMap<PathBuf, (u64, u128)>,
+    by_use: BTreeSet<(u128, PathBuf)>,
+    used: u64,
+}
+
+impl Index {
+    fn insert(&mut self, path: PathBuf, size: u64, used_at: u128) {
+        self.remove(&path);
+        self.used += size;
+        self.by_use.insert((used_at, path.clone()));
+        self.objects.insert(path, (size, used_at));
+    }
+
+    fn remove(&mut self, path: &Path) {
+        if let Some((size, used_at)) = self.objects.remove(path) {
+            self.used = self.used.saturating_sub(size);
+            self.by_use.remove(&(used_at, path.to_path_buf()));
+        }
+    }
+
+    fn touch(&mut self, path: &Path, used_at: u128) {
+        if let Some(&(size, _)) = self.objects.get(path) {
+            self.insert(path.to_path_buf(), size, used_at);
+        }
+    }
+
+    /// Takes the least recently used objects out until at most `target` bytes are held.
+    fn evict_to(&mut self, target: u64) -> Vec<PathBuf> {
+        let mut victims = Vec::new();
+        while self.used > target {
+            let Some((_, path)) = self.by_use.first().cloned() else {
+                break;
+            };
+            self.remove(&path);
+            victims.push(path);
+        }
+        victims
+    }
+}
+
+/// Now, in nanoseconds since the epoch: the index's clock of last use.
+fn now_nanos() -> u128 {
+    nanos(SystemTime::now())
+}
+
+fn nanos(time: SystemTime) -> u128 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 impl DiskStore {
-    /// Opens (or makes) the store at `root`: drops interrupted writes, counts what it holds.
+    /// Opens (or makes) the store at `root`: takes the directory's lock (or refuses, when another
+    /// server holds it), drops interrupted writes, indexes what it holds.
     pub fn open(root: &Path, max_bytes: u64) -> std::io::Result<Arc<DiskStore>> {
+        std::fs::create_dir_all(root)?;
+        let lock = lock_directory(root)?;
         let tmp = root.join("tmp");
+        // The lock is ours: whatever is in tmp/ was left by a server that is gone.
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         std::fs::create_dir_all(root.join("objects"))?;
-        let used = objects(&root.join("objects")).iter().map(|o| o.1).sum();
+        let mut index = Index::default();
+        for (path, size, used_at) in objects(&root.join("objects")) {
+            index.insert(path, size, nanos(used_at));
+        }
         Ok(Arc::new(DiskStore {
             root: root.to_path_buf(),
             max_bytes,
-            used: Mutex::new(used),
+            index: Mutex::new(index),
             writes: AtomicU64::new(0),
+            _lock: lock,
         }))
     }
 
     /// The bytes the store holds.
     pub fn used(&self) -> u64 {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+        self.index().used
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The largest object the store keeps (the core relays larger ones without storing them).
+    pub fn largest_object(&self) -> u64 {
+        self.max_bytes / LARGEST_OBJECT_FRACTION
     }
 
     /// The object at `key`, opened and positioned at its body (so that eviction cannot take it
     /// from under a reader), with what the core needs of it; it becomes the most recently used.
     pub fn open_object(&self, key: &str) -> Option<(std::fs::File, Stored)> {
         use std::io::{BufRead, Read, Seek};
-        let mut file = std::fs::File::open(self.path(key)?).ok()?;
+        let path = self.path(key)?;
+        let mut file = std::fs::File::open(&path).ok()?;
         let size = file.metadata().ok()?.len();
         let mut header = String::new();
         std::io::BufReader::new((&mut file).take(MAX_HEADER))
@@ -78,7 +166,9 @@ impl DiskStore {
         let media_type = (media_type != "-").then(|| media_type.to_string());
         file.seek(std::io::SeekFrom::Start(header.len() as u64))
             .ok()?;
+        // The last use, kept in the file's time too, so that a restart knows it.
         let _ = file.set_modified(SystemTime::now());
+        self.index().touch(&path, now_nanos());
         let length = size.checked_sub(header.len() as u64)?;
         Some((file, Stored { length, media_type }))
     }
@@ -110,12 +200,7 @@ impl DiskStore {
         if media_type.len() > 200 || media_type.contains(['\n', '\r']) {
             return None;
         }
-        let n = self.writes.fetch_add(1, Ordering::Relaxed);
-        let temporary = self
-            .root
-            .join("tmp")
-            .join(format!("{}-{n}", std::process::id()));
-        let mut file = std::fs::File::create(&temporary).ok()?;
+        let (temporary, mut file) = self.temporary_file().ok()?;
         let header = format!("{HEADER_MAGIC}{media_type}\n");
         file.write_all(header.as_bytes()).ok()?;
         Some(Writing {
@@ -126,6 +211,27 @@ impl DiskStore {
             store: self.clone(),
             committed: false,
         })
+    }
+
+    /// A temporary file no other write of this or any process has: a name of the time and a
+    /// counter, made with `create_new`, so that an existing file is never opened, let alone
+    /// truncated.
+    fn temporary_file(&self) -> std::io::Result<(PathBuf, std::fs::File)> {
+        let mut last = None;
+        for _ in 0..8 {
+            let n = self.writes.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{:x}-{}-{n}", now_nanos(), std::process::id());
+            let path = self.root.join("tmp").join(name);
+            match std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok((path, file)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no temporary file")))
     }
 
     /// Keys come from the core (registry names and digests it has checked); anything that could
@@ -142,23 +248,44 @@ impl DiskStore {
         safe.then(|| self.root.join("objects").join(key))
     }
 
-    /// Deletes the least recently used objects until the store fits its bound.
+    /// Past the bound, deletes the least recently used objects down to the low mark. The index
+    /// says which; only their files are touched.
     fn evict(&self) {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used <= self.max_bytes {
-            return;
-        }
-        let mut all = objects(&self.root.join("objects"));
-        all.sort_by_key(|(_, _, used_at)| *used_at);
-        for (path, size, _) in all {
-            if *used <= self.max_bytes {
-                break;
+        let victims = {
+            let mut index = self.index();
+            if index.used <= self.max_bytes {
+                return;
             }
-            if std::fs::remove_file(&path).is_ok() {
-                *used = used.saturating_sub(size);
-            }
+            index.evict_to(self.max_bytes - self.max_bytes / LOW_MARK_FRACTION)
+        };
+        for path in victims {
+            let _ = std::fs::remove_file(&path);
         }
     }
+}
+
+/// The exclusive lock on `root/lock`, taken without waiting: a second server on the same
+/// directory would delete the first's temporary files and keep an index of its own.
+fn lock_directory(root: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("lock"))?;
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => std::io::Error::other(
+                "another registry-mirror uses this directory (one server per store directory: \
+                 give each its own, or share a bucket with CACHE=s3://…)",
+            ),
+            _ => e,
+        });
+    }
+    Ok(file)
 }
 
 /// Every object under `dir`: its path, size and last use.
@@ -205,13 +332,13 @@ impl Writing {
         if let Some(parent) = self.destination.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        // A record is replaced: what the old one held is no longer used.
-        let replaced = std::fs::metadata(&self.destination).map_or(0, |m| m.len());
         std::fs::rename(&self.temporary, &self.destination)?;
         self.committed = true;
-        let mut used = self.store.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used = used.saturating_sub(replaced) + self.written;
-        drop(used);
+        // A record replaced: the index swaps the old entry for the new.
+        let destination = std::mem::take(&mut self.destination);
+        self.store
+            .index()
+            .insert(destination, self.written, now_nanos());
         self.store.evict();
         Ok(())
     }
@@ -226,9 +353,18 @@ impl Sink for Writing {
         Writing::write(self, chunk)
     }
 
-    fn commit(self: Box<Self>) {
-        if let Err(e) = Writing::commit(*self) {
-            tracing::warn!(error = %e, "the store could not keep a blob");
+    /// The disk's part (flush, `fsync`, rename, eviction) off the async threads and off the
+    /// client's path; those waiting for the object are released when it is visible.
+    fn commit(self: Box<Self>, claim: Option<crate::in_flight::Claim>) {
+        let keep = move || {
+            if let Err(e) = Writing::commit(*self) {
+                tracing::warn!(error = %e, "the store could not keep a blob");
+            }
+            drop(claim);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(keep)),
+            Err(_) => keep(),
         }
     }
 }
@@ -306,6 +442,11 @@ mod tests {
         // A restart counts what is there and clears what was left half written.
         let stray = dir.join("tmp").join("stray");
         std::fs::write(&stray, b"x").unwrap();
+        // Not while this one holds the directory: its temporary files are its own.
+        let refused = DiskStore::open(&dir, 1 << 20).err().unwrap();
+        assert!(refused.to_string().contains("another registry-mirror"));
+        assert!(stray.exists());
+        drop(store);
         let again = DiskStore::open(&dir, 1 << 20).unwrap();
         assert_eq!(again.used(), (HEADER_MAGIC.len() + 2 + 5) as u64);
         assert!(!stray.exists());
@@ -370,6 +511,45 @@ mod tests {
         for key in ["../x", "v1/../../x", "/etc/passwd", "v1//x", "v1/a b"] {
             assert!(store.begin(key, None).is_none(), "{key}");
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn eviction_goes_to_a_low_mark_and_large_objects_are_not_kept() {
+        let dir = scratch("low-mark");
+        let each = (HEADER_MAGIC.len() + 2 + 100) as u64;
+        let max = 20 * each;
+        let store = DiskStore::open(&dir, max).unwrap();
+        assert_eq!(store.largest_object(), max / 4);
+        for n in 0..21 {
+            let mut w = store
+                .begin(&format!("v1/r/blobs/sha256/{n}"), None)
+                .unwrap();
+            w.write(&[7; 100]).unwrap();
+            w.commit().unwrap();
+        }
+        // Past the bound once: down to the low mark, not just under the bound.
+        assert!(store.used() <= max - max / 10, "{}", store.used());
+        assert!(store.open_object("v1/r/blobs/sha256/0").is_none());
+        assert!(store.open_object("v1/r/blobs/sha256/20").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_key_never_share_a_file() {
+        let dir = scratch("unique");
+        let store = DiskStore::open(&dir, 1 << 20).unwrap();
+        let key = "v1/r/blobs/sha256/cc";
+        let mut first = store.begin(key, None).unwrap();
+        let mut second = store.begin(key, None).unwrap();
+        assert_ne!(first.temporary, second.temporary);
+        first.write(b"one").unwrap();
+        second.write(b"two!").unwrap();
+        first.commit().unwrap();
+        assert_eq!(store.open_object(key).unwrap().1.length, 3);
+        second.commit().unwrap();
+        assert_eq!(store.open_object(key).unwrap().1.length, 4);
+        assert_eq!(store.used(), (HEADER_MAGIC.len() + 2 + 4) as u64);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

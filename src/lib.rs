@@ -12,6 +12,7 @@ pub mod anonymous_tokens;
 pub mod auth;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bucket_store;
+pub mod client_address;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod connections;

@@ -44,7 +44,7 @@ mod server {
         match run(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("registry-mirror: {e}");
+                eprintln!("registry-mirror: {}", registry_mirror::config::redact(&e));
                 ExitCode::FAILURE
             }
         }

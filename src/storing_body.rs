@@ -17,8 +17,9 @@ pub trait Sink: Send + Sync + 'static {
     /// memory. An error drops the sink (the client's relay goes on, nothing is stored).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     fn write(&mut self, chunk: &Bytes) -> std::io::Result<()>;
-    /// Every byte matched its digest: make the object visible.
-    fn commit(self: Box<Self>);
+    /// Every byte matched its digest: make the object visible, then drop `claim`, so that those
+    /// waiting for the object find it when they look again.
+    fn commit(self: Box<Self>, claim: Option<Claim>);
 }
 
 pub fn storing_body(
@@ -32,7 +33,7 @@ pub fn storing_body(
         sink: Some(sink),
         verifier: Some(verifier),
         held: None,
-        _claim: claim,
+        claim,
     })
 }
 
@@ -41,8 +42,8 @@ struct StoringBody {
     sink: Option<Box<dyn Sink>>,
     verifier: Option<Verifier>,
     held: Option<Bytes>,
-    /// Released with the body: after the commit, or when the relay ends another way.
-    _claim: Option<Claim>,
+    /// Handed to the commit, or released with the body when the relay ends another way.
+    claim: Option<Claim>,
 }
 
 impl Body for StoringBody {
@@ -80,6 +81,9 @@ impl Body for StoringBody {
                         continue;
                     };
                     verifier.update(&chunk);
+                    if let Some(claim) = &this.claim {
+                        claim.relayed(chunk.len());
+                    }
                     if let Some(sink) = this.sink.as_mut() {
                         if sink.write(&chunk).is_err() {
                             this.sink = None;
@@ -94,7 +98,7 @@ impl Body for StoringBody {
                     match verdict {
                         Ok(()) => {
                             if let Some(sink) = this.sink.take() {
-                                sink.commit();
+                                sink.commit(this.claim.take());
                             }
                         }
                         Err(mismatch) => {

@@ -569,23 +569,13 @@ impl Mirror {
 
     /// The client's address: the socket's, or, behind a trusted proxy
     /// (`TRUST_FORWARDED_HEADERS`), the last one `X-Forwarded-For` names (the one that proxy
-    /// added; the ones before it are the client's to write).
-    fn client_address(&self, incoming: &Incoming) -> Option<std::net::IpAddr> {
-        if self.config.trust_forwarded_headers {
-            let forwarded = incoming
-                .head
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .last()
-                .and_then(|a| a.trim().parse().ok());
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        incoming.client
+    /// added; the ones before it are the client's to write); see `client_address`.
+    pub(crate) fn client_address(&self, incoming: &Incoming) -> Option<std::net::IpAddr> {
+        crate::client_address::client_address(
+            &incoming.head.headers,
+            incoming.client,
+            self.config.trust_forwarded_headers,
+        )
     }
 
     /// Whether `WHITE_LIST` holds for this client: it is set, and the client is not on one of

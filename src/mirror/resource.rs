@@ -98,6 +98,13 @@ impl Mirror {
         }
         let mut storage_headers = HeaderMap::new();
         upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
+        // Manifests and blobs are checked against their digests (and stored): their bytes as
+        // they are, never compressed by an upstream or a proxy before it.
+        if matches!(route, Route::Manifest { .. } | Route::Blob { .. }) {
+            let identity = HeaderValue::from_static("identity");
+            headers.insert(header::ACCEPT_ENCODING, identity.clone());
+            storage_headers.insert(header::ACCEPT_ENCODING, identity);
+        }
         let url = registry.upstream.url(&path);
         let store_key = self.store_key(&registry.name, &route, head);
         let tag_by_head = self.resolves_tags_by_head(&route, head);

@@ -226,8 +226,11 @@ impl Mirror {
                 .store_max_object
                 .is_none_or(|max| *length <= max)
         };
+        // Bytes in a content coding are not the bytes the digest names: relayed, never stored.
+        let encoded = header_str(&out.headers, "content-encoding")
+            .is_some_and(|coding| !coding.trim().eq_ignore_ascii_case("identity"));
         let verifier = match (&resource.store_key, digest) {
-            (Some(_), Some(digest)) if out.status == StatusCode::OK => {
+            (Some(_), Some(digest)) if out.status == StatusCode::OK && !encoded => {
                 header_str(&out.headers, "content-length")
                     .and_then(|v| v.parse().ok())
                     .filter(fits)

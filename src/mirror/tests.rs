@@ -2220,3 +2220,125 @@ fn allowed_networks_pull_without_credentials() {
     let bad = Config::from_lookup(|k| (k == "ALLOW_NETWORKS").then(|| "10.0.0.0/33".to_string()));
     assert!(bad.unwrap_err().contains("ALLOW_NETWORKS"));
 }
+
+/// Behind a trusted proxy whose own address is on a listed network, a forwarded entry that does
+/// not parse is no way in: the client is unknown, not the proxy.
+#[test]
+fn unparsable_forwarded_addresses_fail_closed() {
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        (
+            "ALLOW_NETWORKS",
+            "127.0.0.0/8, 10.1.0.0/16, 2001:db8:1::/48",
+        ),
+        ("TRUST_FORWARDED_HEADERS", "true"),
+    ]);
+    let token = |forwarded: &str| {
+        request(
+            Method::GET,
+            "/token?scope=repository:alpine:pull",
+            &[("x-forwarded-for", forwarded)],
+        )
+    };
+    for outside in ["203.0.113.9:4711", "unknown", "[2001:db8::1]", "10.1.0.5, "] {
+        let (r, _) = expect_answer(start_from(&m, &token(outside), "127.0.0.1"));
+        assert_eq!(r.status(), 401, "{outside}");
+    }
+    for inside in ["10.1.0.5:4711", "[2001:db8:1::7]:80", "[2001:db8:1::7]"] {
+        expect_fetch(start_from(&m, &token(inside), "127.0.0.1"));
+    }
+}
+
+/// `LISTEN=[::]:5000` sees IPv4 clients as `::ffff:a.b.c.d`; they are on their IPv4 networks.
+#[test]
+fn ipv4_clients_of_a_dual_stack_listener_match_their_networks() {
+    let m = mirror(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", SECRET),
+        ("ALLOW_NETWORKS", "127.0.0.0/8"),
+    ]);
+    let token = request(Method::GET, "/token?scope=repository:alpine:pull", &[]);
+    expect_fetch(start_from(&m, &token, "::ffff:127.0.0.1"));
+    let (r, _) = expect_answer(start_from(&m, &token, "::ffff:10.0.0.1"));
+    assert_eq!(r.status(), 401);
+}
+
+/// Behind a trusted proxy the throttle counts and checks failures under one address, the
+/// forwarded one: a guesser behind the proxy is stopped, another client of the proxy is not.
+#[test]
+fn failed_logins_behind_a_trusted_proxy_are_throttled_by_the_forwarded_address() {
+    let m = mirror(&[
+        ("WHITE_LIST", "bob"),
+        ("TOKEN_SECRET", SECRET),
+        ("TRUST_FORWARDED_HEADERS", "true"),
+    ]);
+    let auth = basic("bob", "wrong");
+    let login = |forwarded: &str| {
+        let head = request(
+            Method::GET,
+            "/token?scope=repository:alpine:pull",
+            &[("authorization", &auth), ("x-forwarded-for", forwarded)],
+        );
+        start_from(&m, &head, "127.0.0.1")
+    };
+    for _ in 0..crate::throttle::MAX_FAILURES {
+        let mut fetch = expect_fetch(login("203.0.113.9"));
+        if fetch.request.uri().path() == "/v2/" {
+            fetch = expect_fetch(m.resume(
+                fetch.pending,
+                upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+                Some(vec![]),
+                at(1000),
+            ));
+        }
+        let (r, _) = expect_answer(m.resume(
+            fetch.pending,
+            upstream_head(401, &[]),
+            Some(b"{}".to_vec()),
+            at(1000),
+        ));
+        assert_eq!(r.status(), 401);
+    }
+    let (r, _) = expect_answer(login("203.0.113.9"));
+    assert_eq!(r.status(), 429, "the guesser is held back");
+    expect_fetch(login("198.51.100.4"));
+}
+
+/// Manifests and blobs are asked for as they are (a compressed answer would not hash to its
+/// digest), and an answer that comes compressed all the same is relayed, not stored.
+#[test]
+fn verified_content_is_asked_for_uncompressed_and_never_stored_compressed() {
+    let m = with_store();
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let head = request(
+        Method::GET,
+        &format!("/v2/alpine/blobs/{digest}"),
+        &[("accept-encoding", "gzip, br")],
+    );
+    let lookup = expect_lookup(start(&m, &head, 1));
+    let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+    assert_eq!(fetch.request.headers()[header::ACCEPT_ENCODING], "identity");
+    let cdn = "https://production.cloudflare.docker.com/x?sig=1";
+    let storage = expect_fetch(m.resume(
+        fetch.pending,
+        upstream_head(307, &[("location", cdn)]),
+        None,
+        at(1),
+    ));
+    assert_eq!(
+        storage.request.headers()[header::ACCEPT_ENCODING],
+        "identity"
+    );
+    let answered = m.resume(
+        storage.pending,
+        upstream_head(
+            200,
+            &[("content-length", "5"), ("content-encoding", "gzip")],
+        ),
+        None,
+        at(1),
+    );
+    let parts = expect_relay(answered);
+    assert_eq!(parts.headers[header::CONTENT_ENCODING], "gzip");
+}

@@ -83,7 +83,10 @@ impl Mirror {
         summary.user = credentials.as_ref().map(|c| c.user.clone());
         // Too many wrong passwords from this address: the upstream is not asked again for now.
         if let Some(c) = &credentials {
-            if let Some(wait) = self.logins.retry_after(incoming.client, &c.user, now) {
+            if let Some(wait) = self
+                .logins
+                .retry_after(self.client_address(incoming), &c.user, now)
+            {
                 return answer_too_many_logins(method, wait, summary);
             }
         }

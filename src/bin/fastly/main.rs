@@ -41,7 +41,7 @@ mod compute {
             Err(e) => {
                 println!(
                     "{}",
-                    serde_json::json!({"msg": "configuration error", "error": e})
+                    serde_json::json!({"msg": "configuration error", "error": registry_mirror::config::redact(&e)})
                 );
                 let error = registry_mirror::errors::RegistryError::new(
                     registry_mirror::errors::ErrorCode::Unavailable,

@@ -50,6 +50,7 @@ mod function {
             let driver = match setup().await {
                 Ok(driver) => Arc::new(driver),
                 Err(e) => {
+                    let e = config::redact(&e);
                     tracing::error!(error = %e, "registry-mirror-lambda cannot start");
                     report_init_error(&e).await;
                     return ExitCode::FAILURE;
