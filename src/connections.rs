@@ -1,7 +1,10 @@
 //! The local server's guard on its connections, so that no client can hold it:
-//! - [`PerAddress`]: at most `MAX_CONNECTIONS_PER_IP` open connections from one address; more are
-//!   closed as soon as they are accepted, so a flood from one address keeps the server's memory
-//!   bounded and leaves it free to serve the others;
+//! - [`PerAddress`]: at most `MAX_CONNECTIONS_PER_IP` open connections from one address (an IPv6
+//!   client by its /64, which it can spread over at will); more are closed as soon as they are
+//!   accepted, so a flood from one address keeps the server's memory bounded and leaves it free
+//!   to serve the others. Behind a trusted proxy (`TRUST_FORWARDED_HEADERS`), where every
+//!   connection is the proxy's, the same count applies to requests in flight, by the forwarded
+//!   address (`serve`);
 //! - [`IdleWriteTimeout`]: a client that stops reading a response for `CLIENT_IDLE_TIMEOUT_SECS`
 //!   loses its connection, and the upstream body it was reading is dropped with it (its
 //!   connection closed), so stalled clients cannot pin storage connections.

@@ -5,17 +5,18 @@
 //!
 //! A wait must never make a pull slower than the upstream alone: the first client reads at its
 //! own pace, and a slow one would hold the others. So the claim counts the bytes it has relayed,
-//! and a waiter stays only while they move at [`MIN_FILL_RATE`] or faster (after a short grace
-//! for the first answer's head); otherwise it goes to the upstream itself.
+//! and a waiter stays only while they move at [`MIN_FILL_RATE`] or faster, measured over each
+//! second after a short grace for the first answer's head, or while the relayed object is being
+//! made visible; otherwise it goes to the upstream itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The slowest fill a waiter waits for, in bytes a second, on average since it began waiting.
+/// The slowest fill a waiter waits for, in bytes a second, over the last second.
 pub const MIN_FILL_RATE: u64 = 1024 * 1024;
 
 /// How long a waiter waits before it measures the fill (the upstream's head comes first).
@@ -34,7 +35,14 @@ pub struct InFlight {
 #[derive(Clone)]
 pub struct Waiting {
     done: watch::Receiver<()>,
-    relayed: Arc<AtomicU64>,
+    progress: Arc<Progress>,
+}
+
+/// How far the claim's relay is: bytes passed on, and whether all of them are.
+#[derive(Default)]
+struct Progress {
+    relayed: AtomicU64,
+    complete: AtomicBool,
 }
 
 impl InFlight {
@@ -45,18 +53,18 @@ impl InFlight {
             return Err(waiting.clone());
         }
         let (done, receiver) = watch::channel(());
-        let relayed = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Progress::default());
         keys.insert(
             key.to_string(),
             Waiting {
                 done: receiver,
-                relayed: relayed.clone(),
+                progress: progress.clone(),
             },
         );
         Ok(Claim {
             key: key.to_string(),
             keys: self.keys.clone(),
-            relayed,
+            progress,
             _done: done,
         })
     }
@@ -66,24 +74,31 @@ impl Waiting {
     /// Waits until the claim is dropped, at most `limit`, and no longer than its fill moves at
     /// [`MIN_FILL_RATE`]: whether the claim ended (the object may be stored now).
     pub async fn wait(mut self, limit: Duration) -> bool {
+        let second = Duration::from_secs(1);
         let started = Instant::now();
-        let at_start = self.relayed.load(Ordering::Relaxed);
+        let relayed = || self.progress.relayed.load(Ordering::Relaxed);
+        let mut window = (started, relayed());
         loop {
             let left = limit.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return false;
             }
-            let step = left.min(Duration::from_millis(500));
-            let _ = tokio::time::timeout(step, self.done.changed()).await;
+            let _ = tokio::time::timeout(left.min(second / 2), self.done.changed()).await;
             if self.done.has_changed().is_err() {
                 return true;
             }
-            let elapsed = started.elapsed();
-            if elapsed >= GRACE {
-                let moved = self.relayed.load(Ordering::Relaxed) - at_start;
-                if (moved as f64) < MIN_FILL_RATE as f64 * elapsed.as_secs_f64() {
+            if self.progress.complete.load(Ordering::Relaxed) {
+                continue;
+            }
+            let now = Instant::now();
+            let span = now - window.0;
+            if span >= second {
+                let moved = relayed() - window.1;
+                let fast = moved as f64 >= MIN_FILL_RATE as f64 * span.as_secs_f64();
+                if started.elapsed() >= GRACE && !fast {
                     return false;
                 }
+                window = (now, relayed());
             }
         }
     }
@@ -93,14 +108,21 @@ impl Waiting {
 pub struct Claim {
     key: String,
     keys: Keys,
-    relayed: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     _done: watch::Sender<()>,
 }
 
 impl Claim {
     /// `bytes` more were relayed (what waiters measure the fill by).
     pub fn relayed(&self, bytes: usize) {
-        self.relayed.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.progress
+            .relayed
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Every byte was relayed and checked: what is left is making the object visible.
+    pub fn complete(&self) {
+        self.progress.complete.store(true, Ordering::Relaxed);
     }
 }
 

@@ -5,9 +5,11 @@
 //! `SHUTDOWN_GRACE_SECS` (30 by default), before it exits: a pull under way when a service manager
 //! restarts the server completes whole.
 
+use crate::client_address::{client_address, limit_group};
 use crate::config::positive_number;
-use crate::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress};
+use crate::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress, Slot};
 use crate::drive::Driver;
+use crate::errors::{ErrorCode, RegistryError};
 use crate::logging;
 use crate::metrics::Metrics;
 use crate::mirror::MAX_REQUEST_BODY;
@@ -58,7 +60,18 @@ pub async fn serve(
         metrics,
     } = options;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let per_address = PerAddress::new(connections.max_per_address);
+    // Connections are counted by the socket's address (an IPv6 client by its /64); behind a
+    // trusted proxy every connection is the proxy's, so requests are counted instead, by the
+    // address the proxy forwarded.
+    let behind_proxy = driver.mirror().config().trust_forwarded_headers;
+    let per_address = PerAddress::new(match behind_proxy {
+        true => usize::MAX,
+        false => connections.max_per_address,
+    });
+    let per_client = Arc::new(PerAddress::new(match behind_proxy {
+        true => connections.max_per_address,
+        false => usize::MAX,
+    }));
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -75,20 +88,30 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         // One address holding its share of connections gets no more.
-        let Some(slot) = per_address.admit(peer.ip()) else {
+        let Some(slot) = per_address.admit(limit_group(peer.ip())) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (driver, acceptor, metrics) = (driver.clone(), acceptor.clone(), metrics.clone());
+        let per_client = per_client.clone();
         let idle = connections.client_idle_timeout;
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
             let scheme = if acceptor.is_some() { "https" } else { "http" };
             let service = hyper::service::service_fn(move |request| {
-                let (driver, metrics) = (driver.clone(), metrics.clone());
+                let (driver, metrics, per_client) =
+                    (driver.clone(), metrics.clone(), per_client.clone());
                 async move {
-                    let answer = answer(&driver, metrics, request, scheme, peer.ip()).await;
+                    let answer = match admit_request(&driver, &per_client, &request, peer.ip()) {
+                        Ok(None) => answer(&driver, metrics, request, scheme, peer.ip()).await,
+                        Ok(Some(slot)) => {
+                            let answer = answer(&driver, metrics, request, scheme, peer.ip()).await;
+                            // The slot is the request's until its body is sent.
+                            answer.map(|body| reqwest::Body::wrap(Holding { body, _slot: slot }))
+                        }
+                        Err(refusal) => refusal,
+                    };
                     Ok::<_, std::convert::Infallible>(answer)
                 }
             });
@@ -124,6 +147,56 @@ pub async fn serve(
         tracing::warn!("transfers still running at the end of the grace period were cut");
     }
     Ok(())
+}
+
+/// Behind a trusted proxy, a slot for this request among those of the address the proxy
+/// forwarded (an unparsable one counts as the proxy's); a `429` when that address holds its share.
+fn admit_request(
+    driver: &Driver,
+    per_client: &PerAddress,
+    request: &http::Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Option<Slot>, http::Response<reqwest::Body>> {
+    if !driver.mirror().config().trust_forwarded_headers {
+        return Ok(None);
+    }
+    let client = client_address(request.headers(), Some(peer), true).unwrap_or(peer);
+    match per_client.admit(limit_group(client)) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            let error = RegistryError::new(
+                ErrorCode::TooManyRequests,
+                "too many requests at once from this address",
+            );
+            Err(error.into_response().map(reqwest::Body::from))
+        }
+    }
+}
+
+/// A response body that holds its request's slot until it is sent or dropped.
+struct Holding {
+    body: reqwest::Body,
+    _slot: Slot,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, reqwest::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn http_builder() -> auto::Builder<TokioExecutor> {

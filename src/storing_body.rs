@@ -97,6 +97,9 @@ impl Body for StoringBody {
                     let verdict = this.verifier.take().expect("present").finish();
                     match verdict {
                         Ok(()) => {
+                            if let Some(claim) = &this.claim {
+                                claim.complete();
+                            }
                             if let Some(sink) = this.sink.take() {
                                 sink.commit(this.claim.take());
                             }

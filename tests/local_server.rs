@@ -339,3 +339,102 @@ fn parse_openmetrics(text: &str) -> Vec<Sample> {
     }
     samples
 }
+
+/// `LISTEN=[::]:port` takes IPv4 clients as `::ffff:a.b.c.d`: they are on their IPv4 networks
+/// all the same, and an IPv6 client outside them still needs a login.
+#[test]
+fn a_dual_stack_listener_admits_ipv4_clients_of_allowed_networks() {
+    use support::process::{free_port, spawn, wait_for_port};
+    let port = free_port();
+    let log = support::fixture::run_dir().join("mirror-dual-stack.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_registry-mirror"));
+    command
+        .args(["--listen", &format!("[::]:{port}")])
+        .env("LOG_FORMAT", "json");
+    let settings = support::mirrors::with(&[
+        ("WHITE_LIST", "alice"),
+        ("TOKEN_SECRET", support::mirrors::TOKEN_SECRET),
+        ("ALLOW_NETWORKS", "127.0.0.0/8"),
+    ]);
+    for (k, v) in &settings {
+        command.env(k, v);
+    }
+    let _running = spawn("mirror dual-stack", command, &log);
+    wait_for_port(port, "the dual-stack mirror", &log);
+    let path = "/token?scope=repository:library/alpine:pull&service=mirror";
+    let status = |host: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "30",
+            ])
+            .arg(format!("http://{host}:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(status("127.0.0.1"), "200", "an IPv4 client of 127.0.0.0/8");
+    assert_eq!(
+        status("[::1]"),
+        "401",
+        "an IPv6 client outside the networks"
+    );
+}
+
+/// Behind a trusted proxy every connection is the proxy's: `MAX_CONNECTIONS_PER_IP` then counts
+/// the requests of each forwarded address, so one client cannot take every slot and the proxy's
+/// other clients are still served.
+#[test]
+fn behind_a_trusted_proxy_the_limit_is_each_clients() {
+    use support::images::BIG;
+    let mut settings = support::mirrors::base_settings();
+    settings.push(("MAX_CONNECTIONS_PER_IP".into(), "2".into()));
+    settings.push(("TRUST_FORWARDED_HEADERS".into(), "true".into()));
+    let mirror = support::mirrors::Runtime::start(&LocalServer, "proxied-limit", &settings);
+    let name = BIG.split(':').next().unwrap();
+    let layer = support::fixture::fixture()
+        .images
+        .get(BIG)
+        .blob_digests
+        .last()
+        .unwrap()
+        .clone();
+    let token = support::suite::mirror_token(
+        &mirror,
+        &format!("/token?scope=repository:{name}:pull"),
+        &[],
+    );
+    let url = format!("http://{}/v2/{name}/blobs/{layer}", mirror.addr);
+    let auth = format!("Authorization: Bearer {token}");
+    let mut slow: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "--limit-rate", "100k"])
+                .args(["-H", &auth, "-H", "X-Forwarded-For: 203.0.113.9", &url])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let from = |client: &str| {
+        support::suite::curl(
+            &mirror,
+            "/healthz",
+            &["-H", &format!("X-Forwarded-For: {client}")],
+        )
+        .0
+    };
+    let busy = from("203.0.113.9");
+    let other = from("198.51.100.4");
+    for child in &mut slow {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(busy, 429, "a third request of the busy client");
+    assert_eq!(other, 200, "another client of the proxy");
+}

@@ -38,6 +38,9 @@ pub enum Fault {
     /// allowed (a `HEAD` is free), each answer says how many remain in `ratelimit-*`, and past
     /// the limit a `GET` is answered 429 `TOOMANYREQUESTS`.
     PullLimit { left: usize },
+    /// A compressing proxy before the registry (nginx with `gzip on`): manifest answers are
+    /// gzipped for requests whose `Accept-Encoding` allows it.
+    Gzip,
 }
 
 pub struct FaultFront {
@@ -189,6 +192,15 @@ async fn handle(
     }
 
     let (head, body) = request.into_parts();
+    let gzip = current == Fault::Gzip
+        && kind == "registry"
+        && head.method == http::Method::GET
+        && path.contains("/manifests/")
+        && head
+            .headers
+            .get_all("accept-encoding")
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("gzip")));
     let body = body
         .collect()
         .await
@@ -229,6 +241,23 @@ async fn handle(
         };
         let rewritten = location.replace(&targets.storage, &to);
         headers.insert("location", rewritten.parse().unwrap());
+    }
+    if gzip && status == http::StatusCode::OK {
+        use std::io::Write;
+        let plain = response.bytes().await.map_err(std::io::Error::other)?;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&plain)?;
+        let compressed = encoder.finish()?;
+        headers.insert("content-encoding", "gzip".parse().unwrap());
+        headers.insert("content-length", compressed.len().into());
+        let mut out = http::Response::new(
+            http_body_util::Full::new(Bytes::from(compressed))
+                .map_err(|e| match e {})
+                .boxed(),
+        );
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        return Ok(out);
     }
     let cut = match (&current, kind) {
         (Fault::CutBody { after }, "storage") => Some(*after),
