@@ -110,7 +110,7 @@ pub async fn serve(
                             // The slot is the request's until its body is sent.
                             answer.map(|body| reqwest::Body::wrap(Holding { body, _slot: slot }))
                         }
-                        Err(refusal) => refusal,
+                        Err(TooManyAtOnce) => too_many_at_once(&request),
                     };
                     Ok::<_, std::convert::Infallible>(answer)
                 }
@@ -149,28 +149,35 @@ pub async fn serve(
     Ok(())
 }
 
+/// The address a request is counted under holds its share already.
+struct TooManyAtOnce;
+
 /// Behind a trusted proxy, a slot for this request among those of the address the proxy
-/// forwarded (an unparsable one counts as the proxy's); a `429` when that address holds its share.
+/// forwarded (an unparsable one counts as the proxy's).
 fn admit_request(
     driver: &Driver,
     per_client: &PerAddress,
     request: &http::Request<Incoming>,
     peer: IpAddr,
-) -> Result<Option<Slot>, http::Response<reqwest::Body>> {
+) -> Result<Option<Slot>, TooManyAtOnce> {
     if !driver.mirror().config().trust_forwarded_headers {
         return Ok(None);
     }
     let client = client_address(request.headers(), Some(peer), true).unwrap_or(peer);
-    match per_client.admit(limit_group(client)) {
-        Some(slot) => Ok(Some(slot)),
-        None => {
-            let error = RegistryError::new(
-                ErrorCode::TooManyRequests,
-                "too many requests at once from this address",
-            );
-            Err(error.into_response().map(reqwest::Body::from))
-        }
-    }
+    per_client
+        .admit(limit_group(client))
+        .map(Some)
+        .ok_or(TooManyAtOnce)
+}
+
+/// The `429` for a request past its address's share, logged as every answer is.
+fn too_many_at_once(request: &http::Request<Incoming>) -> http::Response<reqwest::Body> {
+    let error = RegistryError::new(
+        ErrorCode::TooManyRequests,
+        "too many requests at once from this address",
+    );
+    tracing::warn!(path = request.uri().path(), "{error}");
+    error.into_response().map(reqwest::Body::from)
 }
 
 /// A response body that holds its request's slot until it is sent or dropped.
