@@ -67,6 +67,11 @@ pub struct Config {
     /// blobs too large to stream (`BLOB_REDIRECTS=large`) are copied into the store first (Lambda
     /// with a bucket, see `lambda`).
     pub store_redirects: bool,
+    /// Not a setting: the largest body an answer can carry in this runtime (a Lambda function
+    /// URL's buffered response, see `lambda`); `None`: any. A larger blob the registry serves
+    /// itself (no redirect to storage) is copied into the store and redirected to, or refused
+    /// before its body is read.
+    pub largest_answer: Option<u64>,
     /// Not a setting: the largest object the runtime's store keeps (Fastly's, where the guest
     /// hashes every byte within its CPU limit); `None`: any.
     pub store_max_object: Option<u64>,
@@ -230,6 +235,7 @@ impl Config {
             store_max_bytes: positive_number(&get, "CACHE_MAX_BYTES", store::DEFAULT_MAX_BYTES)?,
             allow_networks: networks(get("ALLOW_NETWORKS"))?,
             store_redirects: false,
+            largest_answer: None,
             store_max_object: None,
             tag_stale_max_secs: whole_number(
                 &get,

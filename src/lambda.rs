@@ -9,7 +9,9 @@
 //!   without it);
 //! - the whole payload is at most 6 MB, binary bodies base64-encoded inside it, so a blob is
 //!   relayed only up to [`LARGEST_RELAYED_BLOB`]; larger ones are answered with their storage
-//!   redirect (`BLOB_REDIRECTS=large`, or `pass`);
+//!   redirect (`BLOB_REDIRECTS=large`, or `pass`); a registry that serves its blobs itself has
+//!   no such redirect, so larger blobs from it are copied into the bucket first (with one), or
+//!   refused with the setting that fixes it ([`Config::largest_answer`]);
 //! - whether a function URL keeps the `Content-Length` a buffered answer to `HEAD` sets is not
 //!   documented; on the safe side a manifest `HEAD` is answered without `Docker-Content-Digest`,
 //!   which sends dockerd and containerd to a `GET`, whose length the function URL sets itself.
@@ -57,6 +59,7 @@ pub fn config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String>
         }
     }
     config.head_lengths_kept = false;
+    config.largest_answer = Some(LARGEST_RELAYED_BLOB);
     // With a bucket, stored blobs are answered by a redirect to a signed URL of the bucket, and
     // blobs too large for a response are copied into it first: no layer is limited by the cap.
     config.store_redirects = matches!(config.store, StoreSetting::Bucket { .. });

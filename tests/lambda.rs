@@ -312,3 +312,53 @@ fn the_bucket_keeps_private_layers_private() {
     let mirror = LAMBDA.start("bucket-private", &settings);
     support::suite::stored_private_layers_stay_private(&mirror);
 }
+
+/// A registry that serves its blobs itself, with no redirect to storage (a self-hosted
+/// distribution or Harbor as `UPSTREAM_DOCKER_IO`): with the bucket, a 64 MiB layer is copied
+/// into it and the client sent there, so skopeo and dockerd pull it whole; without one, the
+/// answer is an error that names the setting that fixes it, given before the body is read.
+#[test]
+fn layers_from_a_registry_that_serves_its_own_blobs() {
+    use support::clients::Dockerd;
+    use support::fixture::fixture;
+    use support::images::BIG;
+    use support::mirrors::Runtime;
+    use support::suite::{assert_docker_pulled, assert_same_as_direct, curl, mirror_token};
+    let f = fixture();
+    let bucket = f.create_bucket("lambda-self-serving");
+    let upstream = format!("http://{}", f.self_serving);
+    let settings = |bucket: Option<&str>| {
+        let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+            .into_iter()
+            .filter(|(k, _)| k != "UPSTREAM_DOCKER_IO" && (bucket.is_none() || k != "CACHE"))
+            .collect();
+        if let Some(bucket) = bucket {
+            settings.extend(f.bucket_settings(bucket, "fn"));
+        }
+        settings.push(("UPSTREAM_DOCKER_IO".into(), upstream.clone()));
+        settings
+    };
+    let mirror = LAMBDA.start("self-serving", &settings(Some(&bucket)));
+    assert_same_as_direct(&mirror, BIG, &[], None);
+    let dockerd = Dockerd::start(&mirror.addr);
+    let (ok, out) = dockerd.docker(None, &["pull", "big"]);
+    assert!(ok, "docker pull big: {out}");
+    assert_docker_pulled(&dockerd, "big", f.images.get(BIG));
+    let keys = f.bucket_keys(&bucket, "fn/v1/docker.io/blobs/");
+    let layer = f.images.get(BIG).blob_digests.last().unwrap().clone();
+    let hex = layer.split_once(':').unwrap().1;
+    assert!(
+        keys.iter().any(|k| k.ends_with(hex)),
+        "the layer is not in the bucket"
+    );
+
+    let plain = LAMBDA.start("self-serving-no-bucket", &settings(None));
+    let token = mirror_token(&plain, "/token?scope=repository:library/big:pull", &[]);
+    let (status, out) = curl(
+        &plain,
+        &format!("/v2/library/big/blobs/{layer}"),
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(status, 503, "{out}");
+    assert!(out.contains("CACHE"), "the error names no setting: {out}");
+}

@@ -74,13 +74,28 @@ fn a_second_server_on_one_store_directory_refuses_it() {
 
     let (_, log, mut command) = as_pid_one("pid-one-second");
     let out = std::fs::File::create(&log).unwrap();
-    let status = command
+    let mut second = command
         .stdout(out.try_clone().unwrap())
         .stderr(out)
-        .status()
+        .spawn()
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let said = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "the second server started: {said}");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the second server started: {said}"
+    );
     assert!(said.contains("another registry-mirror"), "{said}");
     assert!(
         theirs.exists(),

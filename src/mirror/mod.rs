@@ -252,11 +252,12 @@ enum State {
         url: String,
         hops: u8,
     },
-    /// Copied a blob too large to stream into the store; `url` is the storage URL it came from.
+    /// Copied a blob too large to stream into the store; `url` is the storage URL it came from
+    /// (none when the registry served it itself).
     Filling {
         resource: ResourceRequest,
         key: String,
-        url: String,
+        url: Option<String>,
     },
 }
 

@@ -143,6 +143,10 @@ impl Mirror {
         let status = head.status;
         let method = resource.method.clone();
         self.note_rate_limit(&mut summary, &resource, &head);
+        let (resource, summary) = match self.too_large_to_answer(resource, &head, summary) {
+            Ok(step) => return step,
+            Err(unchanged) => unchanged,
+        };
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             if method == Method::HEAD {
@@ -199,6 +203,47 @@ impl Mirror {
                 summary,
             ),
         }
+    }
+
+    /// A blob the registry serves itself (no redirect to storage) that is larger than this
+    /// runtime's answers hold (`Config::largest_answer`, a Lambda function URL): copied into the
+    /// store and redirected to, or, without one, refused before its body is read, with the
+    /// setting that fixes it.
+    fn too_large_to_answer(
+        &self,
+        resource: ResourceRequest,
+        head: &response::Parts,
+        summary: Summary,
+    ) -> Result<Step, (ResourceRequest, Summary)> {
+        let Some(limit) = self.config.largest_answer else {
+            return Err((resource, summary));
+        };
+        let is_blob = matches!(resource.route, Route::Blob { .. });
+        if !(is_blob && resource.method == Method::GET && head.status == StatusCode::OK) {
+            return Err((resource, summary));
+        }
+        let length = header_str(&head.headers, "content-length").and_then(|v| v.parse().ok());
+        if length.is_some_and(|l: u64| l <= limit) {
+            return Err((resource, summary));
+        }
+        if let Some(write) = self.fill_write(&resource, length) {
+            let key = write.key.clone();
+            let state = State::Filling {
+                resource,
+                key,
+                url: None,
+            };
+            return Ok(fill_step(write, state, summary));
+        }
+        let error = RegistryError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the upstream registry serves this blob itself, and it is larger than this \
+                 runtime's answers hold ({limit} bytes); set CACHE=s3://bucket/prefix (the \
+                 template's StoreBucket) so that such blobs are copied there and redirected to"
+            ),
+        );
+        Ok(answer_error(&Method::GET, error, summary))
     }
 
     /// A 3xx from the registry or from storage: follow it, or pass it on (`BLOB_REDIRECTS=pass`).
@@ -307,7 +352,7 @@ impl Mirror {
                     // With a store that clients fetch from by redirect: copied there first.
                     if let Some(write) = self.fill_write(&resource, length) {
                         let key = write.key.clone();
-                        let url = url.to_string();
+                        let url = Some(url.to_string());
                         let state = State::Filling { resource, key, url };
                         return fill_step(write, state, summary);
                     }

@@ -291,7 +291,17 @@ impl Mirror {
             return answer_error(&Method::GET, unexpected("a fill's end"), summary);
         };
         if !stored {
-            return self.redirect_client(&url, &resource.origin, summary);
+            return match url {
+                Some(url) => self.redirect_client(&url, &resource.origin, summary),
+                None => answer_error(
+                    &Method::GET,
+                    RegistryError::new(
+                        ErrorCode::Unavailable,
+                        "a blob too large for this runtime's answers could not be copied into the store",
+                    ),
+                    summary,
+                ),
+            };
         }
         self.remember_public(&resource, &mut summary);
         Step::ServeSigned(redirect_head(), key, summary)

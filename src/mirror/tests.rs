@@ -2342,3 +2342,62 @@ fn verified_content_is_asked_for_uncompressed_and_never_stored_compressed() {
     let parts = expect_relay(answered);
     assert_eq!(parts.headers[header::CONTENT_ENCODING], "gzip");
 }
+
+/// A registry that serves its blobs itself (no redirect to storage), behind a function URL: a
+/// blob larger than an answer holds is copied into the bucket and redirected to; without a
+/// bucket it is refused before its body is read, naming the setting that fixes it. Smaller ones
+/// are relayed.
+#[test]
+fn on_lambda_blobs_a_registry_serves_itself_go_through_the_bucket() {
+    let digest = format!("sha256:{}", "f".repeat(64));
+    let get = request(Method::GET, &format!("/v2/alpine/blobs/{digest}"), &[]);
+    let large = (64 * 1024 * 1024).to_string();
+    let m = lambda_with_bucket();
+    let lookup = expect_lookup(start(&m, &get, 1));
+    let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+    let fill = match m.resume(
+        fetch.pending,
+        upstream_head(200, &[("content-length", &large)]),
+        None,
+        at(1),
+    ) {
+        Step::Fill(fill) => *fill,
+        other => panic!("expected a fill, got {other:?}"),
+    };
+    assert_eq!(fill.write.key, lookup.key);
+    assert!(matches!(
+        m.resume_filled(fill.pending, true),
+        Step::ServeSigned(..)
+    ));
+    let lookup = expect_lookup(start(&m, &get, 2));
+    let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+    let Step::Fill(fill) = m.resume(
+        fetch.pending,
+        upstream_head(200, &[("content-length", &large)]),
+        None,
+        at(2),
+    ) else {
+        panic!("expected a fill");
+    };
+    let (r, _) = expect_answer(m.resume_filled(fill.pending, false));
+    assert_eq!(r.status(), 503);
+
+    let no_bucket = Mirror::new(crate::lambda::config(|_| None).unwrap());
+    let fetch = expect_fetch(start(&no_bucket, &get, 3));
+    let (r, _) = expect_answer(no_bucket.resume(
+        fetch.pending,
+        upstream_head(200, &[("content-length", &large)]),
+        None,
+        at(3),
+    ));
+    assert_eq!(r.status(), 503);
+    assert!(String::from_utf8_lossy(r.body()).contains("CACHE=s3://"));
+    let fetch = expect_fetch(start(&no_bucket, &get, 4));
+    let small = expect_relay(no_bucket.resume(
+        fetch.pending,
+        upstream_head(200, &[("content-length", "1024")]),
+        None,
+        at(4),
+    ));
+    assert_eq!(small.status, 200);
+}

@@ -33,6 +33,10 @@ pub struct Fixture {
     pub registry_log: PathBuf,
     /// `127.0.0.1:port` of the registry standing in for ghcr.io.
     pub ghcr: String,
+    /// `127.0.0.1:port` of a registry that serves its blobs itself, with no redirect to storage (a
+    /// self-hosted distribution or Harbor as the upstream): the same images as `registry`, from
+    /// the same storage.
+    pub self_serving: String,
     pub token_port: u16,
     pub token_log: PathBuf,
     pub storage_port: u16,
@@ -164,11 +168,41 @@ fn start() -> Fixture {
 
     // The registry standing in for Docker Hub, and a second one standing in for ghcr.io, each
     // with its own service name at the same token server and its own root in the same bucket.
-    let (registry, running) =
-        start_registry(&dir, "docker-hub", SERVICE, storage_port, token_port, &cert);
+    let redirecting = |label: &str, service: &str| Distribution {
+        label: label.to_string(),
+        service: service.to_string(),
+        root: label.to_string(),
+        redirect: true,
+    };
+    let (registry, running) = start_registry(
+        &dir,
+        &redirecting("docker-hub", SERVICE),
+        storage_port,
+        token_port,
+        &cert,
+    );
     processes.push(running);
-    let (ghcr, running) =
-        start_registry(&dir, "ghcr", GHCR_SERVICE, storage_port, token_port, &cert);
+    let (ghcr, running) = start_registry(
+        &dir,
+        &redirecting("ghcr", GHCR_SERVICE),
+        storage_port,
+        token_port,
+        &cert,
+    );
+    processes.push(running);
+    let self_serving_registry = Distribution {
+        label: "self-serving".to_string(),
+        service: SERVICE.to_string(),
+        root: "docker-hub".to_string(),
+        redirect: false,
+    };
+    let (self_serving, running) = start_registry(
+        &dir,
+        &self_serving_registry,
+        storage_port,
+        token_port,
+        &cert,
+    );
     processes.push(running);
 
     let images = images::build_and_push(&dir.join("images"), &registry, &ghcr);
@@ -178,6 +212,7 @@ fn start() -> Fixture {
         dir,
         registry,
         ghcr,
+        self_serving,
         token_port,
         token_log,
         storage_port,
@@ -188,20 +223,29 @@ fn start() -> Fixture {
     }
 }
 
-/// Starts CNCF distribution with token auth and S3 storage under `/<label>` in the bucket.
+/// One CNCF distribution of the fixture: its name in the run's files, its token service name,
+/// its root in the bucket, and whether it answers blob GETs with a redirect to storage.
+struct Distribution {
+    label: String,
+    service: String,
+    root: String,
+    redirect: bool,
+}
+
+/// Starts CNCF distribution with token auth and S3 storage under `/<root>` in the bucket.
 fn start_registry(
     dir: &Path,
-    label: &str,
-    service: &str,
+    registry: &Distribution,
     storage_port: u16,
     token_port: u16,
     cert: &Path,
 ) -> (String, Running) {
     let port = process::free_port();
+    let label = &registry.label;
     let conf = dir.join(format!("registry-{label}.yml"));
     std::fs::write(
         &conf,
-        registry_conf_text(port, storage_port, token_port, cert, service, label),
+        registry_conf_text(port, storage_port, token_port, cert, registry),
     )
     .unwrap();
     let log = dir.join(format!("registry-{label}.log"));
@@ -255,9 +299,10 @@ fn registry_conf_text(
     storage_port: u16,
     token_port: u16,
     cert: &Path,
-    service: &str,
-    root: &str,
+    registry: &Distribution,
 ) -> String {
+    let (service, root) = (&registry.service, &registry.root);
+    let disable = !registry.redirect;
     format!(
         r#"version: 0.1
 log:
@@ -273,7 +318,7 @@ storage:
     v4auth: true
     rootdirectory: /{root}
   redirect:
-    disable: false
+    disable: {disable}
   cache:
     blobdescriptor: inmemory
 http:

@@ -104,7 +104,7 @@ pub fn private_repositories_need_the_users_credentials(m: &Mirrors) {
     assert!(bob.is_err(), "bob pulled alice's private repository");
 }
 
-fn assert_docker_pulled(dockerd: &Dockerd, local_name: &str, image: &Image) {
+pub fn assert_docker_pulled(dockerd: &Dockerd, local_name: &str, image: &Image) {
     assert_eq!(
         dockerd.image_id(local_name),
         image.config_digest,
