@@ -166,14 +166,17 @@ impl ContentStore {
         }
     }
 
-    /// `head` (a `307`) sending the client to a signed URL of the object at `key`.
+    /// `head` (a `307`) sending the client to a signed URL of the object (through the
+    /// `STORAGE_RELAY` that serves the store's host, if one does).
     pub async fn signed_redirect(
         &self,
         mut head: http::response::Parts,
-        key: &str,
+        signed: &crate::mirror::SignedObject,
+        mirror: &crate::Mirror,
     ) -> http::Response<reqwest::Body> {
-        let url = self.signed_url(key).await;
-        match url.and_then(|u| http::HeaderValue::from_str(&u).ok()) {
+        let url = self.signed_url(&signed.key).await;
+        let location = url.map(|url| signed.location(mirror, &url));
+        match location.and_then(|u| http::HeaderValue::from_str(&u).ok()) {
             Some(location) => {
                 head.headers.insert(http::header::LOCATION, location);
                 http::Response::from_parts(head, reqwest::Body::from(Vec::new()))

@@ -174,14 +174,7 @@ fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
             template.contains(&format!("DomainName: {host}")),
             "the relay has no origin for {host}"
         );
-        let prefix = relay
-            .split(',')
-            .find_map(|entry| {
-                entry
-                    .trim()
-                    .trim_start_matches("- ")
-                    .strip_prefix(&format!("{host}="))
-            })
+        let prefix = relay_route(relay, host)
             .unwrap_or_else(|| panic!("STORAGE_RELAY has no route for {host}"));
         let name = prefix.trim_start_matches("/_storage/");
         assert!(
@@ -194,6 +187,51 @@ fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
         );
         assert!(readme.contains(host), "the README does not list {host}");
     }
+}
+
+/// The prefix `STORAGE_RELAY` (one line of the template) gives `host`.
+fn relay_route<'a>(relay: &'a str, host: &str) -> Option<&'a str> {
+    relay.split(',').find_map(|entry| {
+        let entry = entry
+            .trim()
+            .trim_start_matches("- ")
+            .trim_start_matches("!Sub ");
+        entry.trim_matches('"').strip_prefix(&format!("{host}="))
+    })
+}
+
+/// Behind the relay, the store's signed URLs go through it too: they name the bucket's own host
+/// (virtual-hosted style), `STORAGE_RELAY` routes that host to a path whose behaviour reaches an
+/// origin of that host, caches nothing and forwards the query string, and the viewer function
+/// strips the path's prefix.
+#[test]
+fn the_relay_fronts_the_store_bucket() {
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let host = "${StoreBucket}.s3.${AWS::Region}.amazonaws.com";
+    assert!(template.contains("AWS_VIRTUAL_HOSTED_STYLE_REQUEST: \"true\""));
+    let relay = template
+        .lines()
+        .find(|l| l.contains("=/_storage/"))
+        .expect("STORAGE_RELAY in template.yaml");
+    assert_eq!(
+        relay_route(relay, host),
+        Some("/_storage/bucket"),
+        "{relay}"
+    );
+    assert!(template.contains(&format!("DomainName: !Sub \"{host}\"")));
+    let behaviour = template
+        .split("- PathPattern: ")
+        .find(|b| b.starts_with("/_storage/bucket/*"))
+        .expect("a cache behaviour for /_storage/bucket/*");
+    assert!(behaviour.contains("TargetOriginId: store-bucket"));
+    // Managed-CachingDisabled; Managed-AllViewerExceptHostHeader (all query strings, the
+    // origin's own Host).
+    assert!(behaviour.contains("CachePolicyId: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad"));
+    assert!(behaviour.contains("OriginRequestPolicyId: b689b0a8-53d0-40ab-baf2-68738e2966ac"));
+    assert!(
+        template.contains("|bucket)"),
+        "the viewer function does not strip the prefix"
+    );
 }
 
 /// The unit with `ExecStart` pointing at the binary this build made (verify checks that the

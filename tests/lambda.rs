@@ -362,3 +362,63 @@ fn layers_from_a_registry_that_serves_its_own_blobs() {
     assert_eq!(status, 503, "{out}");
     assert!(out.contains("CACHE"), "the error names no setting: {out}");
 }
+
+/// With the CloudFront relay (`EnableCloudFrontRelay=true`), clients that reach only the relay
+/// get stored blobs through it: the function's signed URLs of the bucket are rewritten to the
+/// relay's `/_storage/bucket/` path (`STORAGE_RELAY`, as the template sets it), and the relay's
+/// bucket origin (a stand-in as strict as CloudFront's: the origin's own Host, the whole query
+/// string, no `Authorization`) serves them from the bucket, behind the fixture's front that
+/// refuses a second credential. The bucket's host is never asked directly.
+#[test]
+fn relay_users_reach_stored_blobs_through_the_relay() {
+    use std::sync::atomic::Ordering;
+    use support::fixture::fixture;
+    use support::images::{BIG, V2S2};
+    use support::mirrors::{Mirror, Runtime};
+    use support::suite::assert_same_as_direct;
+    let f = fixture();
+    let bucket = f.create_bucket("lambda-relay");
+    // The bucket's REST host: moto behind the storage front.
+    let bucket_host = format!("127.0.0.1:{}", f.storage_port);
+    let relay = support::cloudfront::Relay::start(&bucket_host);
+    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE")
+        .collect();
+    settings.extend(
+        f.bucket_settings(&bucket, "fn")
+            .into_iter()
+            .filter(|(k, _)| k != "AWS_ENDPOINT_URL"),
+    );
+    settings.push(("AWS_ENDPOINT_URL".into(), format!("http://{bucket_host}")));
+    settings.push(("TRUST_FORWARDED_HEADERS".into(), "true".into()));
+    settings.push((
+        "STORAGE_RELAY".into(),
+        format!("{bucket_host}=/_storage/bucket"),
+    ));
+    let function = LAMBDA.start("relay", &settings);
+    relay.set_function(&function.addr);
+    let through_relay = Mirror {
+        addr: relay.addr.clone(),
+        log: function.log.clone(),
+        _processes: Vec::new(),
+    };
+    for _ in 0..2 {
+        for reference in [BIG, V2S2] {
+            assert_same_as_direct(&through_relay, reference, &[], None);
+        }
+    }
+    let stored_answers: Vec<_> = function
+        .requests()
+        .into_iter()
+        .filter(|r| r["route"] == "blob" && r["method"] == "GET" && r["status"] == 307)
+        .collect();
+    assert!(
+        !stored_answers.is_empty(),
+        "no stored blob was redirected to"
+    );
+    assert!(
+        relay.bucket_requests.load(Ordering::SeqCst) >= stored_answers.len(),
+        "stored blobs were fetched past the relay"
+    );
+}

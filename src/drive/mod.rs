@@ -150,9 +150,9 @@ impl Driver {
                     drop(claim.take());
                     self.mirror.resume_filled(fill.pending, filled)
                 }
-                Step::ServeSigned(parts, key, summary) => {
+                Step::ServeSigned(parts, signed, summary) => {
                     let response = match &self.store {
-                        Some(store) => store.signed_redirect(parts, &key).await,
+                        Some(store) => store.signed_redirect(parts, &signed, &self.mirror).await,
                         None => crate::content_store::no_signed_url(),
                     };
                     return (response, summary);

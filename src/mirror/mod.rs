@@ -90,8 +90,9 @@ pub enum Step {
     /// Send this head with the stored object at this key as its body (the one the lookup found).
     Serve(response::Parts, String, Summary),
     /// Answer this head (a `307`) with a `Location` the adapter adds: a signed URL of the stored
-    /// object at this key, which the client fetches from the store itself.
-    ServeSigned(response::Parts, String, Summary),
+    /// object, which the client fetches from the store itself (through a `STORAGE_RELAY` that
+    /// serves the store's host: [`SignedObject::location`]).
+    ServeSigned(response::Parts, SignedObject, Summary),
     /// Copy the body of the last fetched response into the store under [`StoreWrite::key`],
     /// checked by [`StoreWrite::verifier`], sending the client nothing yet; then call
     /// [`Mirror::resume_filled`] with whether the object is now stored.
@@ -319,6 +320,22 @@ struct ResourceRequest {
 struct Origin {
     scheme: String,
     host: String,
+}
+
+/// A stored object clients are sent to by a signed URL: its key, and where the client reached
+/// the mirror (a `STORAGE_RELAY` on that host may serve the store's host too).
+#[derive(Debug)]
+pub struct SignedObject {
+    pub key: String,
+    origin: Origin,
+}
+
+impl SignedObject {
+    /// The `Location` for the store's signed `url` of the object: the URL itself, or its path
+    /// and query under the `STORAGE_RELAY` that serves the store's host.
+    pub fn location(&self, mirror: &Mirror, url: &str) -> String {
+        mirror.relayed(url, &self.origin)
+    }
 }
 
 impl Origin {

@@ -143,10 +143,9 @@ impl Mirror {
         let status = head.status;
         let method = resource.method.clone();
         self.note_rate_limit(&mut summary, &resource, &head);
-        let (resource, summary) = match self.too_large_to_answer(resource, &head, summary) {
-            Ok(step) => return step,
-            Err(unchanged) => unchanged,
-        };
+        if let Some(length) = self.too_large_to_answer(&resource, &head) {
+            return self.store_or_refuse(resource, length, summary);
+        }
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             let mut out = relay_head(status, &head.headers, REGISTRY_TO_CLIENT);
             if method == Method::HEAD {
@@ -205,27 +204,31 @@ impl Mirror {
         }
     }
 
-    /// A blob the registry serves itself (no redirect to storage) that is larger than this
-    /// runtime's answers hold (`Config::largest_answer`, a Lambda function URL): copied into the
-    /// store and redirected to, or, without one, refused before its body is read, with the
-    /// setting that fixes it.
+    /// Whether the registry's answer is a blob it serves itself (no redirect to storage) larger
+    /// than this runtime's answers hold (`Config::largest_answer`, a Lambda function URL); with
+    /// its length, when the registry said it.
     fn too_large_to_answer(
         &self,
-        resource: ResourceRequest,
+        resource: &ResourceRequest,
         head: &response::Parts,
-        summary: Summary,
-    ) -> Result<Step, (ResourceRequest, Summary)> {
-        let Some(limit) = self.config.largest_answer else {
-            return Err((resource, summary));
-        };
+    ) -> Option<Option<u64>> {
+        let limit = self.config.largest_answer?;
         let is_blob = matches!(resource.route, Route::Blob { .. });
         if !(is_blob && resource.method == Method::GET && head.status == StatusCode::OK) {
-            return Err((resource, summary));
+            return None;
         }
         let length = header_str(&head.headers, "content-length").and_then(|v| v.parse().ok());
-        if length.is_some_and(|l: u64| l <= limit) {
-            return Err((resource, summary));
-        }
+        length.is_none_or(|l: u64| l > limit).then_some(length)
+    }
+
+    /// Such a blob: copied into the store and redirected to, or, without one, refused before
+    /// its body is read, with the setting that fixes it.
+    fn store_or_refuse(
+        &self,
+        resource: ResourceRequest,
+        length: Option<u64>,
+        summary: Summary,
+    ) -> Step {
         if let Some(write) = self.fill_write(&resource, length) {
             let key = write.key.clone();
             let state = State::Filling {
@@ -233,8 +236,9 @@ impl Mirror {
                 key,
                 url: None,
             };
-            return Ok(fill_step(write, state, summary));
+            return fill_step(write, state, summary);
         }
+        let limit = self.config.largest_answer.unwrap_or_default();
         let error = RegistryError::new(
             ErrorCode::Unavailable,
             format!(
@@ -243,7 +247,7 @@ impl Mirror {
                  template's StoreBucket) so that such blobs are copied there and redirected to"
             ),
         );
-        Ok(answer_error(&Method::GET, error, summary))
+        answer_error(&Method::GET, error, summary)
     }
 
     /// A 3xx from the registry or from storage: follow it, or pass it on (`BLOB_REDIRECTS=pass`).

@@ -202,7 +202,11 @@ impl Mirror {
         summary.store = Some(label);
         let is_blob = matches!(resource.route, Route::Blob { .. });
         if is_blob && resource.method == Method::GET && self.config.store_redirects {
-            return Step::ServeSigned(redirect_head(), key, summary);
+            let signed = SignedObject {
+                key,
+                origin: resource.origin.clone(),
+            };
+            return Step::ServeSigned(redirect_head(), signed, summary);
         }
         let mut head = stored_head(digest, &stored);
         if resource.method == Method::HEAD {
@@ -304,7 +308,11 @@ impl Mirror {
             };
         }
         self.remember_public(&resource, &mut summary);
-        Step::ServeSigned(redirect_head(), key, summary)
+        let signed = SignedObject {
+            key,
+            origin: resource.origin,
+        };
+        Step::ServeSigned(redirect_head(), signed, summary)
     }
 }
 

@@ -2056,9 +2056,9 @@ fn on_lambda_with_a_bucket_blobs_go_through_signed_urls() {
     let lookup = expect_lookup(start(&m, &get, 1));
     let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(blob)));
     match m.resume(authorize.pending, upstream_head(200, &[]), None, at(1)) {
-        Step::ServeSigned(head, key, _) => {
+        Step::ServeSigned(head, signed, _) => {
             assert_eq!(head.status, 307);
-            assert_eq!(key, lookup.key);
+            assert_eq!(signed.key, lookup.key);
         }
         other => panic!("expected a redirect to the store, got {other:?}"),
     }
@@ -2400,4 +2400,45 @@ fn on_lambda_blobs_a_registry_serves_itself_go_through_the_bucket() {
         at(4),
     ));
     assert_eq!(small.status, 200);
+}
+
+/// Behind the CloudFront relay, a stored blob's signed URL goes through the relay's path for
+/// the bucket's host, on the host the client reached (`STORAGE_RELAY`).
+#[test]
+fn signed_urls_of_the_store_go_through_a_relay_that_serves_its_host() {
+    let config = crate::lambda::config(|k| match k {
+        "CACHE" => Some("s3://mirror-store/fn".into()),
+        "TRUST_FORWARDED_HEADERS" => Some("true".into()),
+        "STORAGE_RELAY" => Some("mirror-store.s3.eu-west-1.amazonaws.com=/_storage/bucket".into()),
+        _ => None,
+    })
+    .unwrap();
+    let m = Mirror::new(config);
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let get = request(
+        Method::GET,
+        &format!("/v2/alpine/blobs/{digest}"),
+        &[
+            ("x-forwarded-host", "d1.cloudfront.net"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    let blob = crate::store::Stored {
+        length: 5,
+        media_type: None,
+    };
+    let lookup = expect_lookup(start(&m, &get, 1));
+    let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(blob)));
+    let Step::ServeSigned(_, signed, _) =
+        m.resume(authorize.pending, upstream_head(200, &[]), None, at(1))
+    else {
+        panic!("expected a redirect to the store");
+    };
+    let url = "https://mirror-store.s3.eu-west-1.amazonaws.com/fn/v1/x?X-Amz-Signature=s";
+    assert_eq!(
+        signed.location(&m, url),
+        "https://d1.cloudfront.net/_storage/bucket/fn/v1/x?X-Amz-Signature=s"
+    );
+    let elsewhere = "https://other.s3.eu-west-1.amazonaws.com/k?X-Amz-Signature=s";
+    assert_eq!(signed.location(&m, elsewhere), elsewhere);
 }

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod cloudfront;
 pub mod faults;
 pub mod fixture;
 pub mod function_url;

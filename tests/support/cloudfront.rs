@@ -1,0 +1,121 @@
+//! A stand-in for the CloudFront relay `template.yaml` puts before the function
+//! (`EnableCloudFrontRelay=true`), for its store-bucket route, behaving as AWS documents it:
+//!
+//! - every request first passes the template's viewer-request function: the viewer's host goes on
+//!   as `X-Forwarded-Host`, and on a `/_storage/<name>/` path the prefix and `Authorization` are
+//!   dropped (the function's code in `template.yaml`);
+//! - `/_storage/bucket/*` goes to the bucket's origin with the origin's own domain as `Host`
+//!   ("The HTTP headers that CloudFront automatically includes in every origin request, including
+//!   `Host`", AWS, "Control origin requests with a policy"; Managed-AllViewerExceptHostHeader
+//!   forwards every viewer header but `Host`) and the whole query string (the same policy: "Query
+//!   strings included in origin requests: All"); nothing is cached (Managed-CachingDisabled);
+//!   only `GET` and `HEAD` are allowed there (the behaviour's `AllowedMethods`);
+//! - everything else goes to the function's origin.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub struct Relay {
+    pub addr: String,
+    /// The function's origin (`host:port`), set once the function runs.
+    function: Arc<Mutex<String>>,
+    /// Requests the bucket's origin answered through the relay.
+    pub bucket_requests: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    /// A relay whose bucket origin is `bucket_origin` (`host:port` of the bucket's REST host).
+    pub fn start(bucket_origin: &str) -> Relay {
+        let (listener, addr) = super::http_front::bind();
+        let function = Arc::new(Mutex::new(String::new()));
+        let bucket_requests = Arc::new(AtomicUsize::new(0));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let (f, counted, bucket) = (
+            function.clone(),
+            bucket_requests.clone(),
+            bucket_origin.to_string(),
+        );
+        super::http_front::serve(listener, move |request| {
+            let (client, function, counted, bucket) =
+                (client.clone(), f.clone(), counted.clone(), bucket.clone());
+            async move { relay(&client, &function, &counted, &bucket, request).await }
+        });
+        Relay {
+            addr,
+            function,
+            bucket_requests,
+        }
+    }
+
+    pub fn set_function(&self, origin: &str) {
+        *self.function.lock().unwrap() = origin.to_string();
+    }
+}
+
+async fn relay(
+    client: &reqwest::Client,
+    function: &Mutex<String>,
+    bucket_requests: &AtomicUsize,
+    bucket: &str,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Body>, std::io::Error> {
+    let (mut head, body) = request.into_parts();
+    // The viewer-request function.
+    let viewer_host = head.headers.get("host").cloned();
+    if let Some(host) = viewer_host {
+        head.headers.insert("x-forwarded-host", host);
+    }
+    let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let (origin, path) = match path_and_query.strip_prefix("/_storage/bucket/") {
+        Some(rest) => {
+            head.headers.remove("authorization");
+            if head.method != http::Method::GET && head.method != http::Method::HEAD {
+                return Ok(status(403));
+            }
+            bucket_requests.fetch_add(1, Ordering::SeqCst);
+            (bucket.to_string(), format!("/{rest}"))
+        }
+        None => (function.lock().unwrap().clone(), path_and_query.to_string()),
+    };
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let mut outgoing = client.request(head.method.clone(), format!("http://{origin}{path}"));
+    for (name, value) in &head.headers {
+        // The origin's own Host: reqwest sets it from the URL.
+        if name != "host" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let response = outgoing
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    use futures_util::TryStreamExt;
+    let (code, headers) = (response.status(), response.headers().clone());
+    let frames = response
+        .bytes_stream()
+        .map_err(std::io::Error::other)
+        .map_ok(hyper::body::Frame::data);
+    let mut out = http::Response::new(http_body_util::StreamBody::new(frames).boxed());
+    *out.status_mut() = code;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+fn status(code: u16) -> http::Response<Body> {
+    let mut response =
+        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+    *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
+    response
+}
