@@ -75,9 +75,15 @@ impl ContentStore {
     /// The object at `key`, opened, with what the core needs of it.
     pub async fn open_object(&self, key: &str) -> Option<(Found, Stored)> {
         match &self.backend {
-            Backend::Disk(disk) => disk
-                .open_object(key)
-                .map(|(file, stored)| (Found::File(file), stored)),
+            Backend::Disk(disk) => {
+                // File system calls (open, read the header, mark the use) off the async threads.
+                let (disk, key) = (disk.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || disk.open_object(&key))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|(file, stored)| (Found::File(file), stored))
+            }
             Backend::Bucket(bucket) => bucket
                 .head_object(key)
                 .await
