@@ -2,10 +2,10 @@
 //! Lambda, a Fastly Config Store (and Secret Store) on Fastly. Each runtime passes a lookup function;
 //! the names and meanings are the same everywhere.
 
+use crate::auth::token::TokenSecret;
 use crate::auth::Whitelist;
 use crate::registry::{self, Registries, Registry, UpstreamUrl};
 use crate::store::{self, StoreSetting};
-use crate::token::TokenSecret;
 
 /// What the mirror does with an upstream's redirect of a blob to object storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +282,7 @@ fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String
         };
         let auth_setting = setting.replacen("UPSTREAM_", "UPSTREAM_AUTH_", 1);
         let accounts = match get(&auth_setting) {
-            Some(value) => crate::accounts::parse(&auth_setting, &value)?,
+            Some(value) => crate::auth::accounts::parse(&auth_setting, &value)?,
             None => Vec::new(),
         };
         entries.push(Registry {

@@ -5,14 +5,16 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod server {
-    use registry_mirror::acme::AcmeSettings;
-    use registry_mirror::connections::ConnectionSettings;
-    use registry_mirror::content_store::ContentStore;
-    use registry_mirror::drive::{Driver, DriverSettings};
-    use registry_mirror::metrics::Metrics;
+    use registry_mirror::native::drive::{Driver, DriverSettings};
+    use registry_mirror::native::server::acme::AcmeSettings;
+    use registry_mirror::native::server::connections::ConnectionSettings;
+    use registry_mirror::native::server::metrics::Metrics;
+    use registry_mirror::native::server::tls::{self, Certificates, TlsFiles};
+    use registry_mirror::native::store::disk as disk_store;
+    use registry_mirror::native::store::ContentStore;
+    use registry_mirror::native::{logging, server as serve};
     use registry_mirror::store::StoreSetting;
-    use registry_mirror::tls::{self, Certificates, TlsFiles};
-    use registry_mirror::{disk_store, logging, serve, Config, Mirror};
+    use registry_mirror::{Config, Mirror};
     use std::net::SocketAddr;
     use std::path::PathBuf;
     use std::process::ExitCode;
@@ -142,7 +144,7 @@ mod server {
                     .map_err(|e| format!("METRICS_LISTEN: cannot listen on {addr}: {e}"))?;
                 let store = store.clone();
                 let used = move || store.as_ref().and_then(|s| s.used_bytes());
-                registry_mirror::metrics::serve(listener, metrics.clone(), used);
+                registry_mirror::native::server::metrics::serve(listener, metrics.clone(), used);
                 tracing::info!(metrics = %addr, "metrics at /metrics");
             }
             let options = serve::Options {

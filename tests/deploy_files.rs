@@ -4,8 +4,8 @@
 //! Kubernetes' schemas.
 #![cfg(not(target_arch = "wasm32"))]
 
+use registry_mirror::registry::upstream::backend_name;
 use registry_mirror::registry::DOCKER_HUB_STORAGE_HOSTS;
-use registry_mirror::upstream::backend_name;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -103,7 +103,10 @@ fn the_template_serves_an_arm64_function_url_in_the_binarys_invoke_mode() {
         "Runtime: provided.al2023",
         "Architectures: [arm64]",
         "AuthType: NONE",
-        &format!("InvokeMode: {}", registry_mirror::lambda::INVOKE_MODE),
+        &format!(
+            "InvokeMode: {}",
+            registry_mirror::platforms::lambda::INVOKE_MODE
+        ),
         "AWS::SecretsManager::Secret",
         "GenerateSecretString",
         "TOKEN_SECRET_ARN: !Ref TokenSecret",

@@ -26,7 +26,7 @@ fn every_request_makes_few_store_lookups() {
         for request in requests {
             let lookups = request["config_lookups"].as_u64().expect("config_lookups");
             assert!(
-                (1..=u64::from(registry_mirror::edge::MAX_LOOKUPS)).contains(&lookups),
+                (1..=u64::from(registry_mirror::platforms::edge::MAX_LOOKUPS)).contains(&lookups),
                 "{request}"
             );
         }

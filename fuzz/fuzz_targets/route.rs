@@ -8,6 +8,6 @@ fuzz_target!(|data: &[u8]| {
         [m as usize % 5]
         .clone();
     if let Ok(path) = std::str::from_utf8(path) {
-        let _ = registry_mirror::route::route(&method, path);
+        let _ = registry_mirror::registry::route::route(&method, path);
     }
 });

@@ -2,7 +2,7 @@
 //! accepted.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use registry_mirror::token::{MirrorToken, TokenSecret};
+use registry_mirror::auth::token::{MirrorToken, TokenSecret};
 
 fuzz_target!(|text: &str| {
     let secret = TokenSecret::new("fuzzing-secret-0123456789").unwrap();

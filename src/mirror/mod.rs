@@ -5,7 +5,7 @@
 //! relay the last upstream response's body under a rewritten head. The adapter makes the fetch and
 //! calls [`Mirror::resume`] (or [`Mirror::fail`]) with what came back. The steps of a request are:
 //!
-//! 1. route: what the client asks for ([`crate::route`]), and for which registry
+//! 1. route: what the client asks for ([`crate::registry::route`]), and for which registry
 //!    ([`crate::registry::Registries::select`]);
 //! 2. admit (in `resource`): who the client is, and whether `WHITE_LIST` lets them in;
 //! 3. upstream request (in `resource`): what to ask the upstream, with which credentials;
@@ -18,16 +18,16 @@
 //! fetch the upstream token with the client's credentials, answer with it (or with a signed mirror
 //! token wrapping it, when `WHITE_LIST` is on).
 
+use crate::auth::token::{self, MirrorToken, UpstreamToken};
 use crate::auth::{self, Authorization, BasicCredentials, Challenge};
 use crate::config::{BlobRedirects, Config};
-use crate::errors::{ErrorCode, RegistryError};
-use crate::reference::{is_valid_name, Reference};
-use crate::registry::{Resolved, SelectError};
-use crate::route::{self, Route, MAX_URL_LEN};
-use crate::token::{self, MirrorToken, UpstreamToken};
-use crate::upstream::{
+use crate::registry::errors::{ErrorCode, RegistryError};
+use crate::registry::reference::{is_valid_name, Reference};
+use crate::registry::route::{self, Route, MAX_URL_LEN};
+use crate::registry::upstream::{
     self, CLIENT_TO_REGISTRY, CLIENT_TO_STORAGE, REGISTRY_TO_CLIENT, STORAGE_TO_CLIENT,
 };
+use crate::registry::{Resolved, SelectError};
 use http::{
     header, request, response, HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
 };
@@ -354,9 +354,9 @@ struct CachedChallenge {
 pub struct Mirror {
     config: Config,
     challenges: Mutex<Vec<Option<CachedChallenge>>>,
-    logins: crate::throttle::LoginThrottle,
-    anonymous_tokens: crate::anonymous_tokens::AnonymousTokens,
-    accounts_remaining: crate::accounts::Remaining,
+    logins: crate::auth::throttle::LoginThrottle,
+    anonymous_tokens: crate::auth::anonymous_tokens::AnonymousTokens,
+    accounts_remaining: crate::auth::accounts::Remaining,
 }
 
 impl Mirror {
@@ -589,7 +589,7 @@ impl Mirror {
     /// (`TRUST_FORWARDED_HEADERS`), the last one `X-Forwarded-For` names (the one that proxy
     /// added; the ones before it are the client's to write); see `client_address`.
     pub(crate) fn client_address(&self, incoming: &Incoming) -> Option<std::net::IpAddr> {
-        crate::client_address::client_address(
+        crate::auth::client_address::client_address(
             &incoming.head.headers,
             incoming.client,
             self.config.trust_forwarded_headers,

@@ -71,7 +71,7 @@ impl Mirror {
     ) -> Step {
         self.note_remaining(&mut summary, &resource, &head.headers);
         let digest = header_str(&head.headers, "docker-content-digest")
-            .filter(|d| crate::reference::is_valid_digest(d))
+            .filter(|d| crate::registry::reference::is_valid_digest(d))
             .map(str::to_string);
         let status = head.status;
         if let Some(fallback) = upstream_failed(&resource.method, &head) {

@@ -1130,7 +1130,7 @@ fn gateway_errors_and_broken_connections_are_retried_a_bounded_number_of_times()
 /// no digest (clients then GET it); a GET keeps its digest, and elsewhere HEAD keeps it too.
 #[test]
 fn manifest_head_has_no_digest_where_head_lengths_are_not_kept() {
-    let lambda = Mirror::new(crate::lambda::config(|_| None).unwrap());
+    let lambda = Mirror::new(crate::platforms::lambda::config(|_| None).unwrap());
     let answer = |m: &Mirror, method: Method| {
         let head = request(method, "/v2/alpine/manifests/3.19", &[]);
         let fetch = expect_fetch(start(m, &head, 1));
@@ -1470,7 +1470,7 @@ fn failed_logins_are_throttled_per_address_and_user() {
         ));
         assert_eq!(r.status(), 401);
     };
-    for i in 0..crate::throttle::MAX_FAILURES as u64 {
+    for i in 0..crate::auth::throttle::MAX_FAILURES as u64 {
         refused(login(1, "wrong", 1000 + i));
     }
     let (r, _) = expect_answer(login(1, "right", 1010));
@@ -2030,7 +2030,7 @@ fn a_refused_account_is_a_503() {
 
 fn lambda_with_bucket() -> Mirror {
     let pairs = [("CACHE", "s3://mirror-store/fn")];
-    let config = crate::lambda::config(|k| {
+    let config = crate::platforms::lambda::config(|k| {
         pairs
             .iter()
             .find(|(key, _)| *key == k)
@@ -2282,7 +2282,7 @@ fn failed_logins_behind_a_trusted_proxy_are_throttled_by_the_forwarded_address()
         );
         start_from(&m, &head, "127.0.0.1")
     };
-    for _ in 0..crate::throttle::MAX_FAILURES {
+    for _ in 0..crate::auth::throttle::MAX_FAILURES {
         let mut fetch = expect_fetch(login("203.0.113.9"));
         if fetch.request.uri().path() == "/v2/" {
             fetch = expect_fetch(m.resume(
@@ -2382,7 +2382,7 @@ fn on_lambda_blobs_a_registry_serves_itself_go_through_the_bucket() {
     let (r, _) = expect_answer(m.resume_filled(fill.pending, false));
     assert_eq!(r.status(), 503);
 
-    let no_bucket = Mirror::new(crate::lambda::config(|_| None).unwrap());
+    let no_bucket = Mirror::new(crate::platforms::lambda::config(|_| None).unwrap());
     let fetch = expect_fetch(start(&no_bucket, &get, 3));
     let (r, _) = expect_answer(no_bucket.resume(
         fetch.pending,
@@ -2406,7 +2406,7 @@ fn on_lambda_blobs_a_registry_serves_itself_go_through_the_bucket() {
 /// the bucket's host, on the host the client reached (`STORAGE_RELAY`).
 #[test]
 fn signed_urls_of_the_store_go_through_a_relay_that_serves_its_host() {
-    let config = crate::lambda::config(|k| match k {
+    let config = crate::platforms::lambda::config(|k| match k {
         "CACHE" => Some("s3://mirror-store/fn".into()),
         "TRUST_FORWARDED_HEADERS" => Some("true".into()),
         "STORAGE_RELAY" => Some("mirror-store.s3.eu-west-1.amazonaws.com=/_storage/bucket".into()),

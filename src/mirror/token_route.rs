@@ -454,7 +454,7 @@ impl Mirror {
             .sign(secret),
             _ => {
                 if let (Some(token), None) = (&upstream, &request.credentials) {
-                    let handout = crate::anonymous_tokens::Handout {
+                    let handout = crate::auth::anonymous_tokens::Handout {
                         expires_at: now + expires_in,
                         account: request.account,
                     };

@@ -114,7 +114,7 @@ impl TagRecord {
     pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
         let text = std::str::from_utf8(bytes).ok()?;
         let (digest, seen_at) = text.trim().split_once(' ')?;
-        crate::reference::is_valid_digest(digest).then_some(())?;
+        crate::registry::reference::is_valid_digest(digest).then_some(())?;
         Some(TagRecord {
             digest: digest.to_string(),
             seen_at: seen_at.parse().ok()?,

@@ -5,7 +5,7 @@
 use super::fixture::{fixture, run_dir};
 use super::function_url::{self, HeadLength};
 use super::process::{self, spawn, wait_for_port, Running};
-use registry_mirror::upstream::backend_name;
+use registry_mirror::registry::upstream::backend_name;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -210,7 +210,7 @@ impl Runtime for Viceroy {
         }
         toml.push_str(&format!(
             "{} = {}\n",
-            registry_mirror::edge::SETTINGS_KEY,
+            registry_mirror::platforms::edge::SETTINGS_KEY,
             toml_string(&serde_json::Value::Object(document).to_string())
         ));
         toml.push_str(&format!(

@@ -10,8 +10,8 @@
 use crate::compute::{content_length, send};
 use fastly::cache::core::{CacheKey, Found, Transaction};
 use fastly::{Body, Response};
-use registry_mirror::edge;
 use registry_mirror::mirror::StoreWrite;
+use registry_mirror::platforms::edge;
 use registry_mirror::store::{Record, Stored};
 use std::io::{Read, Write};
 

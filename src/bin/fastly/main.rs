@@ -20,8 +20,8 @@ mod compute {
     use fastly::http::FramingHeadersMode;
     use fastly::{Body, ConfigStore, Request, Response, SecretStore};
     use http::{header, Method};
-    use registry_mirror::edge::{self, Outcome};
     use registry_mirror::mirror::{Incoming, Mirror, Step, Summary, MAX_REQUEST_BODY};
+    use registry_mirror::platforms::edge::{self, Outcome};
     use registry_mirror::store::StoreSetting;
     use registry_mirror::Config;
     use std::cell::Cell;
@@ -43,8 +43,8 @@ mod compute {
                     "{}",
                     serde_json::json!({"msg": "configuration error", "error": registry_mirror::config::redact(&e)})
                 );
-                let error = registry_mirror::errors::RegistryError::new(
-                    registry_mirror::errors::ErrorCode::Unavailable,
+                let error = registry_mirror::registry::errors::RegistryError::new(
+                    registry_mirror::registry::errors::ErrorCode::Unavailable,
                     "the mirror is misconfigured; see its log",
                 );
                 send(Response::from(error.into_response().map(Body::from)));
@@ -144,8 +144,8 @@ mod compute {
                 // Clients are never sent to Fastly's cache itself: the core asks this of buckets.
                 Step::Fill(fill) => mirror.resume_filled(fill.pending, false),
                 Step::ServeSigned(_, _, summary) => {
-                    let error = registry_mirror::errors::RegistryError::new(
-                        registry_mirror::errors::ErrorCode::Unavailable,
+                    let error = registry_mirror::registry::errors::RegistryError::new(
+                        registry_mirror::registry::errors::ErrorCode::Unavailable,
                         "this runtime has no signed URLs",
                     );
                     let response = Response::from(error.into_response().map(Body::from));

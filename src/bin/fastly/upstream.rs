@@ -8,7 +8,7 @@
 
 use fastly::{Backend, Body, Request};
 use registry_mirror::mirror::FetchError;
-use registry_mirror::upstream::backend_name;
+use registry_mirror::registry::upstream::backend_name;
 use std::io::Read;
 use std::time::Duration;
 

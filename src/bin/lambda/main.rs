@@ -18,11 +18,13 @@ mod function {
     use lambda_http::lambda_runtime;
     use lambda_http::request::LambdaRequest;
     use lambda_http::{service_fn, LambdaEvent};
-    use registry_mirror::content_store::ContentStore;
-    use registry_mirror::drive::{Driver, DriverSettings};
-    use registry_mirror::errors::{ErrorCode, RegistryError};
     use registry_mirror::mirror::MAX_REQUEST_BODY;
-    use registry_mirror::{config, lambda, logging, Mirror};
+    use registry_mirror::native::drive::{Driver, DriverSettings};
+    use registry_mirror::native::logging;
+    use registry_mirror::native::store::ContentStore;
+    use registry_mirror::platforms::lambda;
+    use registry_mirror::registry::errors::{ErrorCode, RegistryError};
+    use registry_mirror::{config, Mirror};
     use std::collections::HashMap;
     use std::process::ExitCode;
     use std::sync::Arc;

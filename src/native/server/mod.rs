@@ -5,14 +5,19 @@
 //! `SHUTDOWN_GRACE_SECS` (30 by default), before it exits: a pull under way when a service manager
 //! restarts the server completes whole.
 
-use crate::client_address::{client_address, limit_group};
+pub mod acme;
+pub mod connections;
+pub mod metrics;
+pub mod tls;
+
+use crate::auth::client_address::{client_address, limit_group};
 use crate::config::positive_number;
-use crate::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress, Slot};
-use crate::drive::Driver;
-use crate::errors::{ErrorCode, RegistryError};
-use crate::logging;
-use crate::metrics::Metrics;
 use crate::mirror::MAX_REQUEST_BODY;
+use crate::native::drive::Driver;
+use crate::native::logging;
+use crate::native::server::connections::{ConnectionSettings, IdleWriteTimeout, PerAddress, Slot};
+use crate::native::server::metrics::Metrics;
+use crate::registry::errors::{ErrorCode, RegistryError};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -226,7 +231,12 @@ async fn handshake(
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         // An ACME server checking a TLS-ALPN-01 challenge: answered in the handshake, done.
-        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(crate::acme::CHALLENGE_ALPN) => None,
+        Ok(Ok(tls))
+            if tls.get_ref().1.alpn_protocol()
+                == Some(crate::native::server::acme::CHALLENGE_ALPN) =>
+        {
+            None
+        }
         Ok(Ok(tls)) => Some(tls),
         _ => None,
     }

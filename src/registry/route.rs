@@ -3,8 +3,8 @@
 //! Routing is the first step of every request; anything it does not recognise, or that this
 //! read-only mirror does not serve, is refused here with the registry error for it.
 
-use crate::errors::{ErrorCode, RegistryError};
-use crate::reference::{is_valid_digest, is_valid_name, Reference, ReferenceError};
+use crate::registry::errors::{ErrorCode, RegistryError};
+use crate::registry::reference::{is_valid_digest, is_valid_name, Reference, ReferenceError};
 use http::Method;
 
 /// The longest path and query the mirror reads (Fastly's own limit is 8 KiB).

@@ -2,11 +2,16 @@
 //! (`disk_store`) or a bucket (`bucket_store`). The driver (`drive`) uses this and nothing below
 //! it; the core (`store`) decides what goes in and comes out.
 
-use crate::bucket_store::BucketStore;
-use crate::disk_store::{file_body, DiskStore};
-use crate::in_flight::{Claim, InFlight, Waiting};
+pub mod bucket;
+pub mod disk;
+pub mod in_flight;
+pub mod storing_body;
+
+use crate::native::store::bucket::BucketStore;
+use crate::native::store::disk::{file_body, DiskStore};
+use crate::native::store::in_flight::{Claim, InFlight, Waiting};
+use crate::native::store::storing_body::Sink;
 use crate::store::{StoreSetting, Stored};
-use crate::storing_body::Sink;
 use crate::Config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,8 +35,8 @@ pub enum Found {
 
 /// The answer when the store gives no URL for a stored object.
 pub fn no_signed_url() -> http::Response<reqwest::Body> {
-    let e = crate::errors::RegistryError::new(
-        crate::errors::ErrorCode::Unavailable,
+    let e = crate::registry::errors::RegistryError::new(
+        crate::registry::errors::ErrorCode::Unavailable,
         "the store gave no URL for a stored blob",
     );
     e.into_response().map(reqwest::Body::from)

@@ -4,6 +4,12 @@
 //! The mirror points every client at its own `/token` endpoint: the upstream's realm is learnt from
 //! the upstream's challenge and kept inside the mirror, so clients never need to reach it.
 
+pub mod accounts;
+pub mod anonymous_tokens;
+pub mod client_address;
+pub mod throttle;
+pub mod token;
+
 use base64::Engine;
 use std::fmt;
 

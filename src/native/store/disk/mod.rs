@@ -16,8 +16,8 @@
 
 mod index;
 
+use crate::native::store::storing_body::Sink;
 use crate::store::Stored;
-use crate::storing_body::Sink;
 use hyper::body::{Body, Bytes, Frame};
 use index::{nanos, now_nanos, Index};
 use std::io::Write;
@@ -304,7 +304,7 @@ impl Sink for Writing {
 
     /// The disk's part (flush, `fsync`, rename, eviction) off the async threads and off the
     /// client's path; those waiting for the object are released when it is visible.
-    fn commit(self: Box<Self>, claim: Option<crate::in_flight::Claim>) {
+    fn commit(self: Box<Self>, claim: Option<crate::native::store::in_flight::Claim>) {
         let keep = move || {
             if let Err(e) = Writing::commit(*self) {
                 tracing::warn!(error = %e, "the store could not keep a blob");

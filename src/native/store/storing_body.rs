@@ -2,7 +2,7 @@
 //! core's verifier. The last chunk is held back until the verdict: on a mismatch the client gets
 //! an error instead of it, so its response never ends cleanly, and nothing is stored.
 
-use crate::in_flight::Claim;
+use crate::native::store::in_flight::Claim;
 use crate::store::verify::Verifier;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::pin::Pin;

@@ -15,9 +15,9 @@
 //! goes on without it. `object_store`'s own defaults (30 s a request, ten retries over three
 //! minutes) would hold a pull for minutes behind a stalled endpoint.
 
-use crate::in_flight::Claim;
+use crate::native::store::in_flight::Claim;
+use crate::native::store::storing_body::Sink;
 use crate::store::Stored;
-use crate::storing_body::Sink;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;

@@ -4,6 +4,11 @@
 //! official images). Adding a registry adds a row, not code. The upstream URL is the only host the
 //! mirror dials for that registry, besides the token realm and storage hosts that upstream names.
 
+pub mod errors;
+pub mod reference;
+pub mod route;
+pub mod upstream;
+
 use std::fmt;
 
 /// Where an upstream registry is: `scheme://host[:port]`, nothing else.

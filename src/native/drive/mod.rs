@@ -5,11 +5,11 @@
 //! The core decides; this module only moves bytes. Upstream bodies are never buffered except the
 //! small ones the core asks to read (challenges, token answers), and those only up to its limit.
 
-use crate::content_store::{ContentStore, Found};
 use crate::mirror::{Incoming, Mirror, Step, Summary};
+use crate::native::store::{ContentStore, Found};
 
 mod fetch;
-use crate::storing_body::storing_body;
+use crate::native::store::storing_body::storing_body;
 use http::{request, Response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -41,7 +41,7 @@ pub struct Driver {
     client: reqwest::Client,
     settings: DriverSettings,
     store: Option<Arc<ContentStore>>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<crate::native::server::metrics::Metrics>>,
 }
 
 impl Driver {
@@ -72,7 +72,7 @@ impl Driver {
     }
 
     /// Where upstream requests are counted (`METRICS_LISTEN`).
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Driver {
+    pub fn with_metrics(mut self, metrics: Arc<crate::native::server::metrics::Metrics>) -> Driver {
         self.metrics = Some(metrics);
         self
     }
@@ -153,7 +153,7 @@ impl Driver {
                 Step::ServeSigned(parts, signed, summary) => {
                     let response = match &self.store {
                         Some(store) => store.signed_redirect(parts, &signed, &self.mirror).await,
-                        None => crate::content_store::no_signed_url(),
+                        None => crate::native::store::no_signed_url(),
                     };
                     return (response, summary);
                 }

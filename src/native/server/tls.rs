@@ -79,7 +79,7 @@ pub fn server_config(
     if acme {
         config
             .alpn_protocols
-            .push(crate::acme::CHALLENGE_ALPN.to_vec());
+            .push(crate::native::server::acme::CHALLENGE_ALPN.to_vec());
     }
     Ok(Arc::new(config))
 }

@@ -129,7 +129,7 @@ impl Metrics {
         let left = summary
             .ratelimit_remaining
             .as_deref()
-            .and_then(crate::accounts::pulls_left)
+            .and_then(crate::auth::accounts::pulls_left)
             .and_then(|left| i64::try_from(left).ok());
         if let Some(left) = left {
             self.pulls_left
