@@ -11,14 +11,14 @@
 //! 2. admit (`admit`): where the client reached the mirror, who the client is, whether
 //!    `WHITE_LIST` lets it in; `/v2/` and `/v1/search` are answered there;
 //! 3. upstream request (`resource`): what to ask the upstream, with which credentials;
-//! 4. upstream answer (`resource`: `registry_answered`, `redirected`, `storage_answered`): relay
-//!    it, follow its redirect to storage, or turn it into the mirror's own challenge or error. A
+//! 4. upstream answer (`resource`: `registry_answered`; `storage`: `redirected`,
+//!    `storage_answered`): relay it, follow its redirect to storage, or turn it into the mirror's own challenge or error. A
 //!    gateway error or a broken connection is retried first (`fetches`);
 //! 5. store (`stored`): look content up, have the upstream authorise a hit, relay and store a miss;
 //! 6. stale (`stale`): what the store answers when the upstream fails.
 //!
 //! The `/token` route has its own short dance (`token_route`): learn the upstream's realm from its
-//! challenge (once, then cached), fetch the upstream token with the client's credentials, answer
+//! challenge (`challenge`: once, then cached), fetch the upstream token with the client's credentials, answer
 //! with it (or with a signed mirror token wrapping it, when `WHITE_LIST` is on). What passes
 //! between core and adapter is in `step`; what the core keeps meanwhile, in `state`.
 
@@ -40,11 +40,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod admit;
 mod answers;
+mod challenge;
 mod fetches;
 mod resource;
 mod stale;
 mod state;
 mod step;
+mod storage;
 mod stored;
 mod token_route;
 
