@@ -12,14 +12,16 @@
 //!    `WHITE_LIST` lets it in; `/v2/` and `/v1/search` are answered there;
 //! 3. upstream request (`resource`): what to ask the upstream, with which credentials;
 //! 4. upstream answer (`resource`: `registry_answered`; `storage`: `redirected`,
-//!    `storage_answered`): relay it, follow its redirect to storage, or turn it into the mirror's own challenge or error. A
-//!    gateway error or a broken connection is retried first (`fetches`);
+//!    `storage_answered`): relay it, follow its redirect to storage, or turn it into the
+//!    mirror's own challenge or error. A gateway error or a broken connection is retried first
+//!    (`fetches`);
 //! 5. store (`stored`): look content up, have the upstream authorise a hit, relay and store a miss;
 //! 6. stale (`stale`): what the store answers when the upstream fails.
 //!
 //! The `/token` route has its own short dance (`token_route`): learn the upstream's realm from its
-//! challenge (`challenge`: once, then cached), fetch the upstream token with the client's credentials, answer
-//! with it (or with a signed mirror token wrapping it, when `WHITE_LIST` is on). What passes
+//! challenge (`challenge`: once, then cached), fetch the upstream token with the client's
+//! credentials, answer with it (or with a signed mirror token wrapping it, when `WHITE_LIST` is
+//! on). What passes
 //! between core and adapter is in `step`; what the core keeps meanwhile, in `state`.
 
 use crate::auth::token::{self, MirrorToken, UpstreamToken};
