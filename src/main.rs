@@ -23,7 +23,7 @@ mod server {
     const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
     const USAGE: &str = "usage: registry-mirror [--listen ADDR]\n\n\
         Serves a pull-through mirror of Docker Hub and other registries. Settings come from the\n\
-        environment (see README.md): LISTEN, WHITE_LIST, TOKEN_SECRET, REGISTRIES,\n\
+        environment (see docs/settings.md): LISTEN, WHITE_LIST, TOKEN_SECRET, REGISTRIES,\n\
         UPSTREAM_<NAME> (UPSTREAM_DOCKER_IO, ...), REGISTRY_<NAME> (REGISTRY_GHCR, ...),\n\
         UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
         STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\

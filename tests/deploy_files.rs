@@ -163,11 +163,11 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
 }
 
 /// Every storage host Docker Hub redirects pulls to has a route in the CloudFront relay (an origin,
-/// a cache behaviour and a `STORAGE_RELAY` entry) and a line in the README.
+/// a cache behaviour and a `STORAGE_RELAY` entry) and a line in the docs (`docs/registries.md`).
 #[test]
 fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
     let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/registries.md")).unwrap();
     let relay = template
         .lines()
         .find(|l| l.contains("=/_storage/"))
@@ -188,7 +188,10 @@ fn the_relay_and_the_readme_cover_every_docker_hub_storage_host() {
             template.contains(&format!("|{name}")) || template.contains(&format!("({name}|")),
             "the relay's viewer function does not strip {prefix}"
         );
-        assert!(readme.contains(host), "the README does not list {host}");
+        assert!(
+            readme.contains(host),
+            "docs/registries.md does not list {host}"
+        );
     }
 }
 
