@@ -327,14 +327,21 @@ fn two_servers_share_one_bucket() {
     for reference in [V2S2, BIG] {
         assert_same_as_direct(&first, reference, &[], None);
     }
-    let keys = f.bucket_keys(&bucket, "mirror/v1/docker.io/blobs/");
-    for blob in blobs_of(V2S2).iter().chain(&blobs_of(BIG)) {
-        let hex = blob.split_once(':').unwrap().1;
-        assert!(
-            keys.iter().any(|k| k.ends_with(hex)),
-            "{blob} is not in the bucket: {keys:?}"
-        );
+    // Uploads finish in the background, after the client's response: wait for them (at most
+    // a few seconds) before looking.
+    let stored = |keys: &[String]| {
+        blobs_of(V2S2).iter().chain(&blobs_of(BIG)).all(|blob| {
+            let hex = blob.split_once(':').unwrap().1;
+            keys.iter().any(|k| k.ends_with(hex))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut keys = f.bucket_keys(&bucket, "mirror/v1/docker.io/blobs/");
+    while !stored(&keys) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        keys = f.bucket_keys(&bucket, "mirror/v1/docker.io/blobs/");
     }
+    assert!(stored(&keys), "not every blob is in the bucket: {keys:?}");
     let second = mirror_on_bucket("bucket-two", &bucket, "mirror");
     let blobs = f.storage_blob_gets();
     for reference in [V2S2, BIG] {

@@ -46,7 +46,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// included, before it counts as a miss.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an upload may take no bytes before the relay drops it.
-pub const STALLED_UPLOAD: Duration = Duration::from_secs(3);
+pub const STALLED_UPLOAD: Duration = Duration::from_secs(5);
 /// The longest one write request (a part of 5 MiB, a record) may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
