@@ -263,8 +263,67 @@ fn one_large_layer_does_not_empty_the_store() {
         .unwrap()
         .1
         .to_string();
+    // Under blobs/: a record that the layer is public is kept under its digest too.
     assert!(
-        !after.iter().any(|p| p.ends_with(&big)),
+        !objects
+            .join("v1/docker.io/blobs/sha256")
+            .join(&big)
+            .exists(),
         "the large layer was stored"
     );
+}
+
+/// Unmounts a file system when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A store on a disk that fills up mid-layer (a 16 MiB tmpfs, a 64 MiB layer): the write fails,
+/// nothing half-written is kept, and the pull goes on whole, as without a store.
+#[test]
+fn a_full_disk_costs_no_pull() {
+    let _serial = serial();
+    let disk = run_dir().join("store-full-disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs (the tests run as root)"
+    );
+    let _mounted = Mounted(disk.clone());
+    let cache = format!("file://{}", disk.display());
+    let mirror = LocalServer.start("store-full-disk", &with(&[("CACHE", &cache)]));
+    for _ in 0..2 {
+        for reference in [V2S2, BIG] {
+            assert_same_as_direct(&mirror, reference, &[], None);
+        }
+    }
+    let big = blobs_of(BIG)
+        .last()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let kept = files(&disk.join("objects"));
+    assert!(
+        !disk
+            .join("objects/v1/docker.io/blobs/sha256")
+            .join(&big)
+            .exists(),
+        "a layer larger than the disk was kept"
+    );
+    assert!(
+        files(&disk.join("tmp")).is_empty(),
+        "a failed write left its temporary file"
+    );
+    assert!(!kept.is_empty(), "the small image was not kept");
 }
