@@ -121,9 +121,7 @@ impl ContentStore {
     /// Where a relayed object of `length` bytes goes while it is checked.
     pub fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
         match &self.backend {
-            Backend::Disk(disk) => disk
-                .begin(key, media_type)
-                .map(|w| Box::new(w) as Box<dyn Sink>),
+            Backend::Disk(disk) => Some(Box::new(disk::DiskSink::new(disk, key, media_type))),
             Backend::Bucket(bucket) => bucket.begin(key, media_type, length),
         }
     }

@@ -15,8 +15,10 @@
 //! core is told, `largest_object`), so that one large layer cannot empty the store.
 
 mod index;
+mod sink;
 
-use crate::native::store::storing_body::Sink;
+pub use sink::DiskSink;
+
 use crate::store::Stored;
 use hyper::body::{Body, Bytes, Frame};
 use index::{nanos, now_nanos, Index};
@@ -291,31 +293,6 @@ impl Writing {
             .insert(destination, self.written, now_nanos());
         self.store.evict();
         Ok(())
-    }
-}
-
-impl Sink for Writing {
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
-        Writing::write(self, chunk)
-    }
-
-    /// The disk's part (flush, `fsync`, rename, eviction) off the async threads and off the
-    /// client's path; those waiting for the object are released when it is visible.
-    fn commit(self: Box<Self>, claim: Option<crate::native::store::in_flight::Claim>) {
-        let keep = move || {
-            if let Err(e) = Writing::commit(*self) {
-                tracing::warn!(error = %e, "the store could not keep a blob");
-            }
-            drop(claim);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(keep)),
-            Err(_) => keep(),
-        }
     }
 }
 

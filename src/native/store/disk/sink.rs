@@ -1,0 +1,146 @@
+//! A relayed object on its way into the directory store, written off the async threads: the
+//! relay's chunks are gathered and written [`WRITE_BATCH`] at a time on the blocking pool, one
+//! write under way at once (a thread per write, never per relay, so a slow client holds none).
+//! The relay never waits on the disk for long: a write that has not finished after
+//! [`STALLED_WRITE`] (a stalled network volume, a failing disk) drops the object, a failed one
+//! (a full disk) too, and the client's relay goes on as without a store.
+
+use super::{DiskStore, Writing};
+use crate::native::store::in_flight::Claim;
+use crate::native::store::storing_body::Sink;
+use hyper::body::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How much is gathered before one write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// The longest the relay waits for the disk to finish a write before it drops the object.
+pub const STALLED_WRITE: Duration = Duration::from_secs(5);
+
+/// The object's file with the chunks gathered for it; see the module's comment.
+pub struct DiskSink {
+    /// The file, when no write is under way.
+    idle: Option<Writing>,
+    /// The write under way (the first makes the file): the file back, or why not.
+    busy: Option<JoinHandle<std::io::Result<Writing>>>,
+    /// Chunks gathered for the next write, and their bytes.
+    gathered: Vec<Bytes>,
+    gathered_bytes: usize,
+    /// Since the relay began waiting on the disk.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl DiskSink {
+    /// A new object at `key`; its temporary file is made by the first write.
+    pub fn new(store: &Arc<DiskStore>, key: &str, media_type: Option<&str>) -> DiskSink {
+        let (store, key) = (store.clone(), key.to_string());
+        let media_type = media_type.map(str::to_string);
+        let create = tokio::task::spawn_blocking(move || {
+            store
+                .begin(&key, media_type.as_deref())
+                .ok_or_else(|| std::io::Error::other("the store cannot make the object's file"))
+        });
+        DiskSink {
+            idle: None,
+            busy: Some(create),
+            gathered: Vec::new(),
+            gathered_bytes: 0,
+            stalled: None,
+        }
+    }
+
+    /// Hands what is gathered to a write on the blocking pool, when none is under way.
+    fn write_gathered(&mut self) {
+        let Some(mut writing) = self.idle.take() else {
+            return;
+        };
+        let chunks = std::mem::take(&mut self.gathered);
+        self.gathered_bytes = 0;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &chunks {
+                writing.write(chunk)?;
+            }
+            Ok(writing)
+        }));
+    }
+}
+
+impl Sink for DiskSink {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(busy) = self.busy.as_mut() {
+            match Pin::new(busy).poll(cx) {
+                Poll::Ready(Ok(Ok(writing))) => {
+                    self.busy = None;
+                    self.stalled = None;
+                    self.idle = Some(writing);
+                }
+                Poll::Ready(Ok(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                // Room to gather more while the disk writes.
+                Poll::Pending if self.gathered_bytes < WRITE_BATCH => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    let stalled = self
+                        .stalled
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_WRITE)));
+                    return match stalled.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(std::io::Error::other(
+                            "the disk took no write for a while; the object is not kept",
+                        ))),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        if self.gathered_bytes >= WRITE_BATCH {
+            self.write_gathered();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
+        self.gathered_bytes += chunk.len();
+        self.gathered.push(chunk.clone());
+        if self.gathered_bytes >= WRITE_BATCH {
+            self.write_gathered();
+        }
+        Ok(())
+    }
+
+    /// The rest written, then the disk's part (flush, `fsync`, rename, eviction), all off the
+    /// async threads and off the client's path; those waiting for the object are released when
+    /// it is visible (or when it could not be kept).
+    fn commit(mut self: Box<Self>, claim: Option<Claim>) {
+        let keep = async move {
+            let writing = match (self.busy.take(), self.idle.take()) {
+                (Some(busy), _) => busy.await.ok().and_then(Result::ok),
+                (None, idle) => idle,
+            };
+            let Some(mut writing) = writing else {
+                return;
+            };
+            let chunks = std::mem::take(&mut self.gathered);
+            let kept = tokio::task::spawn_blocking(move || {
+                for chunk in &chunks {
+                    writing.write(chunk)?;
+                }
+                writing.commit()
+            })
+            .await;
+            match kept {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the store could not keep a blob"),
+                Err(e) => tracing::warn!(error = %e, "the store could not keep a blob"),
+            }
+            drop(claim);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(keep)),
+            Err(_) => tracing::warn!("no runtime to keep a blob on"),
+        }
+    }
+}
