@@ -103,15 +103,7 @@ fn error_code(response: &Response<Vec<u8>>) -> String {
 /// Runs the token dance against recorded Docker Hub answers; returns the token the mirror answers.
 fn token_dance(m: &Mirror, path: &str, headers: &[(&str, &str)], upstream_token: &str) -> String {
     let fetch = expect_fetch(start(m, &request(Method::GET, path, headers), 1000));
-    let token_fetch = match fetch.request.uri().path() {
-        "/v2/" => expect_fetch(m.resume(
-            fetch.pending,
-            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
-            Some(Vec::new()),
-            at(1000),
-        )),
-        _ => fetch,
-    };
+    let token_fetch = past_challenge(m, fetch);
     let body = format!(r#"{{"token":"{upstream_token}","expires_in":300}}"#);
     let (response, _) = expect_answer(m.resume(
         token_fetch.pending,
@@ -165,15 +157,7 @@ fn stored_index() -> crate::store::Stored {
 fn upstream_token_fetch(m: &Mirror, headers: &[(&str, &str)]) -> Fetch {
     let path = "/token?scope=repository:alpine:pull";
     let fetch = expect_fetch(start(m, &request(Method::GET, path, headers), 1000));
-    match fetch.request.uri().path() {
-        "/v2/" => expect_fetch(m.resume(
-            fetch.pending,
-            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
-            Some(Vec::new()),
-            at(1000),
-        )),
-        _ => fetch,
-    }
+    past_challenge(m, fetch)
 }
 
 fn lambda_with_bucket() -> Mirror {
@@ -199,4 +183,18 @@ fn start_from(m: &Mirror, head: &request::Parts, client: &str) -> Step {
         },
         at(1000),
     )
+}
+
+/// Past the upstream's `/v2/` challenge, when the token route asks for it first (it does once
+/// per registry, then keeps the realm).
+fn past_challenge(m: &Mirror, fetch: Fetch) -> Fetch {
+    match fetch.request.uri().path() {
+        "/v2/" => expect_fetch(m.resume(
+            fetch.pending,
+            upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
+            Some(Vec::new()),
+            at(1000),
+        )),
+        _ => fetch,
+    }
 }

@@ -260,15 +260,7 @@ fn failed_logins_are_throttled_per_address_and_user() {
     };
     let refused = |step: Step| {
         let fetch = expect_fetch(step);
-        let fetch = match fetch.request.uri().path() {
-            "/v2/" => expect_fetch(m.resume(
-                fetch.pending,
-                upstream_head(401, &[("www-authenticate", HUB_CHALLENGE)]),
-                Some(vec![]),
-                at(1000),
-            )),
-            _ => fetch,
-        };
+        let fetch = past_challenge(&m, fetch);
         let (r, _) = expect_answer(m.resume(
             fetch.pending,
             upstream_head(401, &[]),
