@@ -301,7 +301,6 @@ fn registries(get: &dyn Fn(&str) -> Option<String>) -> Result<Registries, String
     Ok(Registries::new(entries))
 }
 
-/// A positive whole number setting (seconds, a count), or `default` when unset.
 /// `message` with the user info of every URL in it hidden (`https://bob:secret@host` becomes
 /// `https://…@host`): start-up errors quote settings, and reach journald, CloudWatch and Lambda's
 /// init-error report.
@@ -328,6 +327,7 @@ pub fn redact(message: &str) -> String {
     out
 }
 
+/// A positive whole number setting (seconds, a count), or `default` when unset.
 pub fn positive_number(
     lookup: &dyn Fn(&str) -> Option<String>,
     key: &str,
