@@ -16,7 +16,7 @@
 //! minutes) would hold a pull for minutes behind a stalled endpoint.
 
 use crate::native::store::in_flight::Claim;
-use crate::native::store::storing_body::Sink;
+use crate::native::store::storing_body::{Sink, Stall};
 use crate::store::Stored;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -26,7 +26,6 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -201,7 +200,7 @@ impl BucketStore {
             data: PollSender::new(upload.data),
             verdict: Some(upload.verdict),
             claim: Some(hand_over),
-            stalled: None,
+            stall: Stall::new(STALLED_UPLOAD),
         }))
     }
 
@@ -337,29 +336,18 @@ struct BucketSink {
     data: PollSender<Bytes>,
     verdict: Option<oneshot::Sender<()>>,
     claim: Option<oneshot::Sender<Option<Claim>>>,
-    /// Since the upload stopped taking bytes: when the relay stops waiting for it.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
 }
 
 impl Sink for BucketSink {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.data.poll_reserve(cx) {
             Poll::Ready(Ok(())) => {
-                self.stalled = None;
+                self.stall.clear();
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(_)) => Poll::Ready(Err(std::io::Error::other("the upload stopped"))),
-            Poll::Pending => {
-                let stalled = self
-                    .stalled
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_UPLOAD)));
-                match stalled.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::other(
-                        "the bucket took nothing for a while; the object is not kept",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => self.stall.poll_waiting(cx, "the bucket"),
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::native::store::in_flight::Claim;
 use crate::store::verify::Verifier;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -20,6 +21,41 @@ pub trait Sink: Send + Sync + 'static {
     /// Every byte matched its digest: make the object visible, then drop `claim`, so that those
     /// waiting for the object find it when they look again.
     fn commit(self: Box<Self>, claim: Option<Claim>);
+}
+
+/// How long a sink's store may take nothing before the relay stops waiting for it: the store
+/// must never hold a pull. Started when the store first makes the relay wait, cleared when it
+/// takes bytes again.
+pub struct Stall {
+    limit: std::time::Duration,
+    since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    pub fn new(limit: std::time::Duration) -> Stall {
+        Stall { limit, since: None }
+    }
+
+    /// The store took bytes: the wait is over.
+    pub fn clear(&mut self) {
+        self.since = None;
+    }
+
+    /// The store makes the relay wait: `Pending` while within the limit (woken at its end), then
+    /// the error that drops the sink.
+    pub fn poll_waiting(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<std::io::Result<()>> {
+        let limit = self.limit;
+        let since = self
+            .since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match since.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::other(format!(
+                "{what} took nothing for {} s; the object is not kept",
+                limit.as_secs()
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 pub fn storing_body(

@@ -277,6 +277,10 @@ impl Writing {
         self.file.write_all(chunk)
     }
 
+    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
+        chunks.iter().try_for_each(|chunk| self.write(chunk))
+    }
+
     /// Makes the object visible: its data on disk first, then the rename, which is atomic.
     pub fn commit(mut self) -> std::io::Result<()> {
         self.file.flush()?;

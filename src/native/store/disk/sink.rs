@@ -7,7 +7,7 @@
 
 use super::{DiskStore, Writing};
 use crate::native::store::in_flight::Claim;
-use crate::native::store::storing_body::Sink;
+use crate::native::store::storing_body::{Sink, Stall};
 use hyper::body::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -31,8 +31,7 @@ pub struct DiskSink {
     /// Chunks gathered for the next write, and their bytes.
     gathered: Vec<Bytes>,
     gathered_bytes: usize,
-    /// Since the relay began waiting on the disk.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
 }
 
 impl DiskSink {
@@ -50,7 +49,7 @@ impl DiskSink {
             busy: Some(create),
             gathered: Vec::new(),
             gathered_bytes: 0,
-            stalled: None,
+            stall: Stall::new(STALLED_WRITE),
         }
     }
 
@@ -62,9 +61,7 @@ impl DiskSink {
         let chunks = std::mem::take(&mut self.gathered);
         self.gathered_bytes = 0;
         self.busy = Some(tokio::task::spawn_blocking(move || {
-            for chunk in &chunks {
-                writing.write(chunk)?;
-            }
+            writing.write_chunks(&chunks)?;
             Ok(writing)
         }));
     }
@@ -76,24 +73,14 @@ impl Sink for DiskSink {
             match Pin::new(busy).poll(cx) {
                 Poll::Ready(Ok(Ok(writing))) => {
                     self.busy = None;
-                    self.stalled = None;
+                    self.stall.clear();
                     self.idle = Some(writing);
                 }
                 Poll::Ready(Ok(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
                 // Room to gather more while the disk writes.
                 Poll::Pending if self.gathered_bytes < WRITE_BATCH => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    let stalled = self
-                        .stalled
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_WRITE)));
-                    return match stalled.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(std::io::Error::other(
-                            "the disk took no write for a while; the object is not kept",
-                        ))),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
+                Poll::Pending => return self.stall.poll_waiting(cx, "the disk"),
             }
         }
         if self.gathered_bytes >= WRITE_BATCH {
@@ -125,9 +112,7 @@ impl Sink for DiskSink {
             };
             let chunks = std::mem::take(&mut self.gathered);
             let kept = tokio::task::spawn_blocking(move || {
-                for chunk in &chunks {
-                    writing.write(chunk)?;
-                }
+                writing.write_chunks(&chunks)?;
                 writing.commit()
             })
             .await;
