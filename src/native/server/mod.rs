@@ -69,14 +69,11 @@ pub async fn serve(
     // trusted proxy every connection is the proxy's, so requests are counted instead, by the
     // address the proxy forwarded.
     let behind_proxy = driver.mirror().config().trust_forwarded_headers;
-    let per_address = PerAddress::new(match behind_proxy {
-        true => usize::MAX,
-        false => connections.max_per_address,
-    });
-    let per_client = Arc::new(PerAddress::new(match behind_proxy {
-        true => connections.max_per_address,
-        false => usize::MAX,
-    }));
+    let limit = PerAddress::new(connections.max_per_address);
+    let (per_address, per_client) = match behind_proxy {
+        false => (Some(limit), None),
+        true => (None, Some(Arc::new(limit))),
+    };
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -93,8 +90,12 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         // One address holding its share of connections gets no more.
-        let Some(slot) = per_address.admit(limit_group(peer.ip())) else {
-            continue;
+        let slot = match &per_address {
+            Some(per_address) => match per_address.admit(limit_group(peer.ip())) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         let (driver, acceptor, metrics) = (driver.clone(), acceptor.clone(), metrics.clone());
@@ -108,7 +109,7 @@ pub async fn serve(
                 let (driver, metrics, per_client) =
                     (driver.clone(), metrics.clone(), per_client.clone());
                 async move {
-                    let answer = match admit_request(&driver, &per_client, &request, peer.ip()) {
+                    let answer = match admit_request(per_client.as_deref(), &request, peer.ip()) {
                         Ok(None) => answer(&driver, metrics, request, scheme, peer.ip()).await,
                         Ok(Some(slot)) => {
                             let answer = answer(&driver, metrics, request, scheme, peer.ip()).await;
@@ -157,17 +158,16 @@ pub async fn serve(
 /// The address a request is counted under holds its share already.
 struct TooManyAtOnce;
 
-/// Behind a trusted proxy, a slot for this request among those of the address the proxy
-/// forwarded (an unparsable one counts as the proxy's).
+/// Behind a trusted proxy (`per_client` is there), a slot for this request among those of the
+/// address the proxy forwarded (an unparsable one counts as the proxy's).
 fn admit_request(
-    driver: &Driver,
-    per_client: &PerAddress,
+    per_client: Option<&PerAddress>,
     request: &http::Request<Incoming>,
     peer: IpAddr,
 ) -> Result<Option<Slot>, TooManyAtOnce> {
-    if !driver.mirror().config().trust_forwarded_headers {
+    let Some(per_client) = per_client else {
         return Ok(None);
-    }
+    };
     let client = client_address(request.headers(), Some(peer), true).unwrap_or(peer);
     per_client
         .admit(limit_group(client))
