@@ -12,12 +12,10 @@
 //!   only `GET` and `HEAD` are allowed there (the behaviour's `AllowedMethods`);
 //! - everything else goes to the function's origin.
 
-use bytes::Bytes;
+use super::http_front::{empty, forward, Body};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 pub struct Relay {
     pub addr: String,
@@ -77,7 +75,7 @@ async fn relay(
         Some(rest) => {
             head.headers.remove("authorization");
             if head.method != http::Method::GET && head.method != http::Method::HEAD {
-                return Ok(status(403));
+                return Ok(empty(403, &[]));
             }
             bucket_requests.fetch_add(1, Ordering::SeqCst);
             (bucket.to_string(), format!("/{rest}"))
@@ -89,18 +87,8 @@ async fn relay(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
-    let mut outgoing = client.request(head.method.clone(), format!("http://{origin}{path}"));
-    for (name, value) in &head.headers {
-        // The origin's own Host: reqwest sets it from the URL.
-        if name != "host" {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    let response = outgoing
-        .body(body)
-        .send()
-        .await
-        .map_err(std::io::Error::other)?;
+    // The origin's own Host: the client sets it from the URL.
+    let response = forward(client, &head, format!("http://{origin}{path}"), body).await?;
     use futures_util::TryStreamExt;
     let (code, headers) = (response.status(), response.headers().clone());
     let frames = response
@@ -111,11 +99,4 @@ async fn relay(
     *out.status_mut() = code;
     *out.headers_mut() = headers;
     Ok(out)
-}
-
-fn status(code: u16) -> http::Response<Body> {
-    let mut response =
-        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
-    *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
-    response
 }

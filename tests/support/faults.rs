@@ -3,6 +3,7 @@
 //! registry's redirects to point at itself), and on command breaks one of them the way networks
 //! and upstreams break.
 
+use super::http_front::{empty, forward, Body};
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -100,8 +101,6 @@ impl FaultFront {
     }
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
 /// Docker Hub's answer past the pull limit.
 fn too_many_pulls() -> http::Response<Body> {
     let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
@@ -118,16 +117,6 @@ fn too_many_pulls() -> http::Response<Body> {
         ("retry-after", "3600"),
     ] {
         response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-fn empty(status: u16, headers: &[(&'static str, &str)]) -> http::Response<Body> {
-    let mut response =
-        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    for (k, v) in headers {
-        response.headers_mut().insert(*k, v.parse().unwrap());
     }
     response
 }
@@ -206,20 +195,8 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let mut outgoing = client.request(
-        head.method.clone(),
-        format!("http://{upstream}{upstream_path}"),
-    );
-    for (name, value) in &head.headers {
-        if name != "host" {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    let response = outgoing
-        .body(body)
-        .send()
-        .await
-        .map_err(std::io::Error::other)?;
+    let url = format!("http://{upstream}{upstream_path}");
+    let response = forward(client, &head, url, body).await?;
     let status = response.status();
     let mut headers = response.headers().clone();
     // Send the token service's and storage's traffic through here too.

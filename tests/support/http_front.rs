@@ -53,3 +53,39 @@ where
         });
     });
 }
+
+/// The body the fronts answer with.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// An answer with no body.
+pub fn empty(status: u16, headers: &[(&'static str, &str)]) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    let mut response =
+        http::Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    for (k, v) in headers {
+        response.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    response
+}
+
+/// Sends a request on to `url` with the client's headers but `Host` (the client sets the
+/// origin's own from the URL) and `body`.
+pub async fn forward(
+    client: &reqwest::Client,
+    head: &http::request::Parts,
+    url: String,
+    body: bytes::Bytes,
+) -> Result<reqwest::Response, std::io::Error> {
+    let mut outgoing = client.request(head.method.clone(), url);
+    for (name, value) in &head.headers {
+        if name != "host" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    outgoing
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)
+}
