@@ -3,6 +3,8 @@
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Hashes a body as it streams; [`Verifier::finish`] says whether it is the content asked for.
+/// A clone goes on from the same point (a store catching up on bytes the relay has passed).
+#[derive(Clone)]
 pub struct Verifier {
     hasher: Hasher,
     expected_hex: String,
@@ -10,6 +12,7 @@ pub struct Verifier {
     seen: u64,
 }
 
+#[derive(Clone)]
 enum Hasher {
     Sha256(Sha256),
     Sha384(Sha384),
@@ -37,13 +40,13 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// For `digest` (`sha256:…`, `sha384:…` or `sha512:…`) and `length` bytes; `None` for another
-    /// algorithm.
     /// The length the bytes must have.
     pub fn length(&self) -> u64 {
         self.expected_len
     }
 
+    /// For `digest` (`sha256:…`, `sha384:…` or `sha512:…`) and `length` bytes; `None` for another
+    /// algorithm.
     pub fn new(digest: &str, length: u64) -> Option<Verifier> {
         let (algorithm, hex) = digest.split_once(':')?;
         let hasher = match algorithm {

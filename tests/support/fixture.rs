@@ -366,9 +366,19 @@ impl Fixture {
 
     /// How many presigned GETs of these blobs reached storage so far.
     pub fn storage_gets_of(&self, digests: &[String]) -> usize {
+        self.storage_gets_answered(digests, "")
+    }
+
+    /// The storage GETs of `digests` answered whole (`200`): not the rest of one that a store
+    /// left behind by the relay fetched for itself (`206`).
+    pub fn storage_whole_gets_of(&self, digests: &[String]) -> usize {
+        self.storage_gets_answered(digests, "\" 200 ")
+    }
+
+    fn storage_gets_answered(&self, digests: &[String], status: &str) -> usize {
         let log = std::fs::read_to_string(&self.storage_log).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains("\"GET ") && l.contains("X-Amz-Signature"))
+            .filter(|l| l.contains("\"GET ") && l.contains("X-Amz-Signature") && l.contains(status))
             .filter(|l| {
                 digests
                     .iter()

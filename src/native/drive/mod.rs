@@ -9,6 +9,7 @@ use crate::mirror::{Incoming, Mirror, Step, Summary};
 use crate::native::store::{ContentStore, Found};
 
 mod fetch;
+use crate::native::store::catch_up::Resume;
 use crate::native::store::storing_body::storing_body;
 use http::{request, Response};
 use std::sync::Arc;
@@ -109,6 +110,8 @@ impl Driver {
         // The object a lookup found, held open until it is served; or the claim to fetch it.
         let mut found: Option<Found> = None;
         let mut claim = None;
+        // How to ask again for the rest of the last answer, should a store fall behind it.
+        let mut resume = None;
         loop {
             step = match step {
                 Step::Answer(response, summary) => {
@@ -173,7 +176,9 @@ impl Driver {
                         .as_ref()
                         .and_then(|s| s.begin(&write.key, media_type, length));
                     let body = match sink {
-                        Some(sink) => storing_body(upstream, sink, write.verifier, claim.take()),
+                        Some(sink) => {
+                            storing_body(upstream, sink, write.verifier, claim.take(), resume)
+                        }
                         None => upstream,
                     };
                     return (Response::from_parts(parts, body), summary);
@@ -184,6 +189,7 @@ impl Driver {
                     }
                     let (limit, timeout) = (fetch.read_body, self.settings.upstream_timeout);
                     let host = fetch.request.uri().host().unwrap_or("-").to_string();
+                    resume = Resume::of(&self.client, &fetch.request, timeout);
                     let fetched = fetch::fetch(&self.client, timeout, fetch.request, limit).await;
                     if let Some(metrics) = &self.metrics {
                         metrics.upstream(&host, fetched.as_ref().ok().map(|f| f.0.status.as_u16()));

@@ -43,6 +43,8 @@ pub struct Waiting {
 struct Progress {
     relayed: AtomicU64,
     complete: AtomicBool,
+    /// Upstream requests started again (a store catching up): each earns a grace of its own.
+    restarts: AtomicU64,
 }
 
 impl InFlight {
@@ -77,7 +79,9 @@ impl Waiting {
         let second = Duration::from_secs(1);
         let started = Instant::now();
         let relayed = || self.progress.relayed.load(Ordering::Relaxed);
+        let restarts = || self.progress.restarts.load(Ordering::Relaxed);
         let mut window = (started, relayed());
+        let mut grace = (started, restarts());
         loop {
             let left = limit.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -91,11 +95,15 @@ impl Waiting {
                 continue;
             }
             let now = Instant::now();
+            if restarts() != grace.1 {
+                grace = (now, restarts());
+                window = (now, relayed());
+            }
             let span = now - window.0;
             if span >= second {
                 let moved = relayed() - window.1;
                 let fast = moved as f64 >= MIN_FILL_RATE as f64 * span.as_secs_f64();
-                if started.elapsed() >= GRACE && !fast {
+                if grace.0.elapsed() >= GRACE && !fast {
                     return false;
                 }
                 window = (now, relayed());
@@ -118,6 +126,12 @@ impl Claim {
         self.progress
             .relayed
             .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A new upstream request for the rest of the object is under way: waiters allow its head
+    /// the same grace as the first one's.
+    pub fn restarted(&self) {
+        self.progress.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every byte was relayed and checked: what is left is making the object visible.
@@ -173,5 +187,27 @@ mod tests {
         // A claim that ends: the key is free again.
         drop(claim);
         assert!(flights.claim("b").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_fetching_the_rest_again_gets_a_grace_for_its_head() {
+        let flights = InFlight::default();
+        let claim = flights.claim("c").ok().unwrap();
+        let waiting = flights.claim("c").err().unwrap();
+        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30)));
+        // The relay moves fast for 3 s, then the store's own request waits 1.5 s for its head.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            claim.relayed(4 * MIN_FILL_RATE as usize);
+        }
+        claim.restarted();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            claim.relayed(4 * MIN_FILL_RATE as usize);
+        }
+        assert!(!waiter.is_finished(), "left while the store's request waited for its head");
+        drop(claim);
+        assert!(waiter.await.unwrap());
     }
 }

@@ -3,6 +3,7 @@
 //! it; the core (`store`) decides what goes in and comes out.
 
 pub mod bucket;
+pub mod catch_up;
 pub mod disk;
 pub mod in_flight;
 pub mod storing_body;

@@ -1,21 +1,27 @@
 //! An upstream body relayed to the client and written to a store as it passes, checked by the
 //! core's verifier. The last chunk is held back until the verdict: on a mismatch the client gets
-//! an error instead of it, so its response never ends cleanly, and nothing is stored.
+//! an error instead of it, so its response never ends cleanly, and nothing is stored. A store
+//! that cannot keep up is left behind to catch up on its own ([`catch_up`]) rather than slow the
+//! client down; the rest of the client's relay is then passed on as it comes, as without a store
+//! (the bytes the store keeps are the ones its writer checks).
 
+use crate::native::store::catch_up::{catch_up, Resume};
 use crate::native::store::in_flight::Claim;
 use crate::store::verify::Verifier;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+use tokio::sync::oneshot;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where a relayed body's bytes go while the verifier checks them (a file being written, an
 /// upload). Dropped without [`Sink::commit`], it leaves nothing in the store.
 pub trait Sink: Send + Sync + 'static {
-    /// Ready for the next chunk: a slow store slows the relay rather than piling bytes up in
-    /// memory. An error drops the sink (the client's relay goes on, nothing is stored).
+    /// Ready for the next chunk. `Pending` when the store is behind: the relay leaves it to
+    /// catch up on its own (or, when it cannot, waits rather than pile bytes up in memory). An
+    /// error drops the sink (the client's relay goes on, nothing is stored).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     fn write(&mut self, chunk: &Bytes) -> std::io::Result<()>;
     /// Every byte matched its digest: make the object visible, then drop `claim`, so that those
@@ -58,11 +64,14 @@ impl Stall {
     }
 }
 
+/// `upstream`'s body, written to `sink` as it passes; `resume` says how to fetch the rest again
+/// should the sink fall behind.
 pub fn storing_body(
     upstream: reqwest::Body,
     sink: Box<dyn Sink>,
     verifier: Verifier,
     claim: Option<Claim>,
+    resume: Option<Resume>,
 ) -> reqwest::Body {
     reqwest::Body::wrap(StoringBody {
         upstream,
@@ -70,6 +79,8 @@ pub fn storing_body(
         verifier: Some(verifier),
         held: None,
         claim,
+        resume,
+        left_behind: None,
     })
 }
 
@@ -80,6 +91,25 @@ struct StoringBody {
     held: Option<Bytes>,
     /// Handed to the commit, or released with the body when the relay ends another way.
     claim: Option<Claim>,
+    resume: Option<Resume>,
+    /// The store was left to catch up on its own (with the verifier): where the claim goes
+    /// when the relay is over, for the writer to start.
+    left_behind: Option<oneshot::Sender<Option<Claim>>>,
+}
+
+impl StoringBody {
+    /// The relay is over (whole or not): the writer left behind may start, with the claim.
+    fn hand_over(&mut self) {
+        if let Some(handover) = self.left_behind.take() {
+            let _ = handover.send(self.claim.take());
+        }
+    }
+}
+
+impl Drop for StoringBody {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
 }
 
 impl Body for StoringBody {
@@ -92,13 +122,41 @@ impl Body for StoringBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
+            if this.left_behind.is_some() {
+                // The store's writer has the verifier now: the rest goes as without a store.
+                if let Some(chunk) = this.held.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                let frame = ready!(Pin::new(&mut this.upstream).poll_frame(cx));
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let (Some(claim), Some(chunk)) = (&this.claim, frame.data_ref()) {
+                            claim.relayed(chunk.len());
+                        }
+                    }
+                    // The relay is over: the store's writer goes on.
+                    _ => this.hand_over(),
+                }
+                return Poll::Ready(frame.map(|f| f.map_err(|e| e.into())));
+            }
             let Some(verifier) = this.verifier.as_mut() else {
                 // The verdict is in: the held chunk, then the end.
                 return Poll::Ready(this.held.take().map(|chunk| Ok(Frame::data(chunk))));
             };
             if let Some(sink) = this.sink.as_mut() {
                 match sink.poll_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => match this.resume.take() {
+                        // Behind: the store goes on by itself from the bytes it has.
+                        Some(resume) => {
+                            let sink = this.sink.take().expect("present");
+                            let verifier = this.verifier.take().expect("present");
+                            let (handover, relay_over) = oneshot::channel();
+                            catch_up(sink, verifier, relay_over, resume);
+                            this.left_behind = Some(handover);
+                            continue;
+                        }
+                        None => return Poll::Pending,
+                    },
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => {
                         tracing::warn!(error = %e, "the store stopped taking a blob");

@@ -1,9 +1,10 @@
 //! A relayed object on its way into the directory store, written off the async threads: the
 //! relay's chunks are gathered and written [`WRITE_BATCH`] at a time on the blocking pool, one
 //! write under way at once (a thread per write, never per relay, so a slow client holds none).
-//! The relay never waits on the disk for long: a write that has not finished after
-//! [`STALLED_WRITE`] (a stalled network volume, a failing disk) drops the object, a failed one
-//! (a full disk) too, and the client's relay goes on as without a store.
+//! The relay runs up to [`LEAD`] ahead of the disk; past it the object's writer is left to catch
+//! up on its own (`catch_up`). A write that has not finished after [`STALLED_WRITE`] (a stalled
+//! network volume, a failing disk) drops the object, a failed one (a full disk) too, and the
+//! client's relay goes on as without a store.
 
 use super::{DiskStore, Writing};
 use crate::native::store::in_flight::Claim;
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 
 /// How much is gathered before one write.
 const WRITE_BATCH: usize = 256 * 1024;
+
+/// How far the relay may run ahead of the disk (gathered while a write is under way).
+const LEAD: usize = 2 * 1024 * 1024;
 
 /// The longest the relay waits for the disk to finish a write before it drops the object.
 pub const STALLED_WRITE: Duration = Duration::from_secs(5);
@@ -79,7 +83,7 @@ impl Sink for DiskSink {
                 Poll::Ready(Ok(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
                 // Room to gather more while the disk writes.
-                Poll::Pending if self.gathered_bytes < WRITE_BATCH => return Poll::Ready(Ok(())),
+                Poll::Pending if self.gathered_bytes < LEAD => return Poll::Ready(Ok(())),
                 Poll::Pending => return self.stall.poll_waiting(cx, "the disk"),
             }
         }
