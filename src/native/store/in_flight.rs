@@ -206,7 +206,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(500)).await;
             claim.relayed(4 * MIN_FILL_RATE as usize);
         }
-        assert!(!waiter.is_finished(), "left while the store's request waited for its head");
+        assert!(
+            !waiter.is_finished(),
+            "left while the store's request waited for its head"
+        );
         drop(claim);
         assert!(waiter.await.unwrap());
     }
