@@ -200,6 +200,12 @@ mod bench {
         assert_eq!(written, format!("200 {size}"), "{}: GET {url}", row.name);
         row.rates.push(size as f64 / 1e9 / elapsed);
         row.cpu.push(cpu / (size as f64 / GIB));
+        eprintln!(
+            "{}: {:.2} GB/s, {:.2} CPU s/GiB",
+            row.name,
+            row.rates.last().unwrap(),
+            row.cpu.last().unwrap()
+        );
     }
 
     /// Keep-alive manifest GETs, alternating: from nginx, through the relay, and a tag answered

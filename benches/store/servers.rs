@@ -15,6 +15,7 @@ pub struct Files {
     pub dir: PathBuf,
     pub repository: &'static str,
     pub digest: String,
+    pub blob_length: u64,
     manifest_digest: String,
 }
 
@@ -49,6 +50,7 @@ impl Files {
             dir,
             repository: "bench/store",
             digest,
+            blob_length: size as u64,
             manifest_digest: digest_of(manifest.as_bytes()),
         }
     }
@@ -116,7 +118,10 @@ impl Nginx {
 pub struct StoreMirror {
     pub mirror: Mirror,
     dir: PathBuf,
+    /// The blob's name in the store and its length: a record named by the same digest is
+    /// small.
     blob_name: String,
+    blob_length: u64,
 }
 
 impl StoreMirror {
@@ -134,6 +139,7 @@ impl StoreMirror {
             mirror,
             dir,
             blob_name,
+            blob_length: files.blob_length,
         }
     }
 
@@ -146,7 +152,7 @@ impl StoreMirror {
     pub fn wait_until_stored(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if find(&self.dir.join("objects"), &self.blob_name) {
+            if find(&self.dir.join("objects"), &self.blob_name, self.blob_length) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -162,7 +168,8 @@ impl Drop for StoreMirror {
     }
 }
 
-fn find(dir: &Path, name: &str) -> bool {
+/// Whether `dir` holds a file called `name` of at least `length` bytes.
+fn find(dir: &Path, name: &str, length: u64) -> bool {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -170,9 +177,10 @@ fn find(dir: &Path, name: &str) -> bool {
         .any(|entry| {
             let path = entry.path();
             if path.is_dir() {
-                find(&path, name)
+                find(&path, name, length)
             } else {
                 entry.file_name().to_string_lossy() == name
+                    && entry.metadata().is_ok_and(|m| m.len() >= length)
             }
         })
 }

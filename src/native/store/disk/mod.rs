@@ -14,21 +14,20 @@
 //! walk of the tree. An object larger than a quarter of the bound is relayed but not kept (the
 //! core is told, `largest_object`), so that one large layer cannot empty the store.
 
+mod file_body;
 mod index;
 mod sink;
+mod writer;
 
+pub use file_body::file_body;
 pub use sink::DiskSink;
 
 use crate::store::Stored;
-use hyper::body::{Body, Bytes, Frame};
 use index::{nanos, now_nanos, Index};
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 /// The local server's store when `CACHE` is unset: `$XDG_CACHE_HOME/registry-mirror`, else
@@ -277,7 +276,7 @@ impl Writing {
         self.file.write_all(chunk)
     }
 
-    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
+    pub fn write_chunks(&mut self, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
         chunks.iter().try_for_each(|chunk| self.write(chunk))
     }
 
@@ -304,87 +303,6 @@ impl Drop for Writing {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.temporary);
-        }
-    }
-}
-
-/// How much of a stored object one read takes (and one frame carries).
-const READ_CHUNK: usize = 256 * 1024;
-
-/// A stored object as a response body. Each chunk is read on the blocking pool straight into
-/// the buffer that becomes its frame (one copy, from the kernel), and the next read starts as
-/// soon as a chunk is handed on, so disk and socket overlap. A thread is taken per read, never
-/// per body: a slow client holds none. At most two chunks are in hand per body.
-pub fn file_body(file: std::fs::File) -> reqwest::Body {
-    reqwest::Body::wrap(FileBody {
-        reading: Some(read_ahead(file)),
-    })
-}
-
-type Read = tokio::task::JoinHandle<(std::fs::File, std::io::Result<Bytes>)>;
-
-fn read_ahead(mut file: std::fs::File) -> Read {
-    tokio::task::spawn_blocking(move || {
-        let chunk = read_chunk(&mut file);
-        (file, chunk)
-    })
-}
-
-/// Up to `READ_CHUNK` bytes; empty at the end.
-fn read_chunk(file: &mut std::fs::File) -> std::io::Result<Bytes> {
-    use std::io::Read;
-    let mut buffer = bytes::BytesMut::zeroed(READ_CHUNK);
-    let mut filled = 0;
-    while filled < READ_CHUNK {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buffer.truncate(filled);
-    Ok(buffer.freeze())
-}
-
-struct FileBody {
-    /// The read under way; `None` once the object is sent or failed.
-    reading: Option<Read>,
-}
-
-impl Body for FileBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let this = self.get_mut();
-        let Some(reading) = this.reading.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let (file, chunk) = match Pin::new(reading).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(read)) => read,
-            Poll::Ready(Err(e)) => {
-                this.reading = None;
-                return Poll::Ready(Some(Err(std::io::Error::other(e))));
-            }
-        };
-        match chunk {
-            Ok(chunk) if chunk.is_empty() => {
-                this.reading = None;
-                Poll::Ready(None)
-            }
-            Ok(chunk) => {
-                this.reading = Some(read_ahead(file));
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Err(e) => {
-                this.reading = None;
-                Poll::Ready(Some(Err(e)))
-            }
         }
     }
 }

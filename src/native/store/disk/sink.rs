@@ -1,11 +1,12 @@
 //! A relayed object on its way into the directory store, written off the async threads: the
-//! relay's chunks are gathered and written [`WRITE_BATCH`] at a time on the blocking pool, one
-//! write under way at once (a thread per write, never per relay, so a slow client holds none).
+//! relay's chunks are gathered and written [`WRITE_BATCH`] at a time by the object's own
+//! low-priority thread ([`Writer`]), one write under way at once.
 //! The relay runs up to [`LEAD`] ahead of the disk; past it the object's writer is left to catch
 //! up on its own (`catch_up`). A write that has not finished after [`STALLED_WRITE`] (a stalled
 //! network volume, a failing disk) drops the object, a failed one (a full disk) too, and the
 //! client's relay goes on as without a store.
 
+use super::writer::{Done, Writer};
 use super::{DiskStore, Writing};
 use crate::native::store::in_flight::Claim;
 use crate::native::store::storing_body::{Sink, Stall};
@@ -15,7 +16,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// How much is gathered before one write.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -28,10 +28,12 @@ pub const STALLED_WRITE: Duration = Duration::from_secs(5);
 
 /// The object's file with the chunks gathered for it; see the module's comment.
 pub struct DiskSink {
+    /// The thread that makes, writes and commits the file.
+    writer: Option<Writer>,
     /// The file, when no write is under way.
     idle: Option<Writing>,
     /// The write under way (the first makes the file): the file back, or why not.
-    busy: Option<JoinHandle<std::io::Result<Writing>>>,
+    busy: Option<Done<Writing>>,
     /// Chunks gathered for the next write, and their bytes.
     gathered: Vec<Bytes>,
     gathered_bytes: usize,
@@ -43,28 +45,34 @@ impl DiskSink {
     pub fn new(store: &Arc<DiskStore>, key: &str, media_type: Option<&str>) -> DiskSink {
         let (store, key) = (store.clone(), key.to_string());
         let media_type = media_type.map(str::to_string);
-        let create = tokio::task::spawn_blocking(move || {
-            store
-                .begin(&key, media_type.as_deref())
-                .ok_or_else(|| std::io::Error::other("the store cannot make the object's file"))
+        let writer = Writer::start()
+            .inspect_err(|e| tracing::warn!(error = %e, "the store cannot start a writer"))
+            .ok();
+        let create = writer.as_ref().map(|writer| {
+            writer.run(move || {
+                store
+                    .begin(&key, media_type.as_deref())
+                    .ok_or_else(|| std::io::Error::other("the store cannot make the object's file"))
+            })
         });
         DiskSink {
+            writer,
             idle: None,
-            busy: Some(create),
+            busy: create,
             gathered: Vec::new(),
             gathered_bytes: 0,
             stall: Stall::new(STALLED_WRITE),
         }
     }
 
-    /// Hands what is gathered to a write on the blocking pool, when none is under way.
+    /// Hands what is gathered to the writer, when no write is under way.
     fn write_gathered(&mut self) {
-        let Some(mut writing) = self.idle.take() else {
+        let (Some(writer), Some(mut writing)) = (&self.writer, self.idle.take()) else {
             return;
         };
         let chunks = std::mem::take(&mut self.gathered);
         self.gathered_bytes = 0;
-        self.busy = Some(tokio::task::spawn_blocking(move || {
+        self.busy = Some(writer.run(move || {
             writing.write_chunks(&chunks)?;
             Ok(writing)
         }));
@@ -73,15 +81,17 @@ impl DiskSink {
 
 impl Sink for DiskSink {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.writer.is_none() {
+            return Poll::Ready(Err(std::io::Error::other("no writer")));
+        }
         if let Some(busy) = self.busy.as_mut() {
             match Pin::new(busy).poll(cx) {
-                Poll::Ready(Ok(Ok(writing))) => {
+                Poll::Ready(Ok(writing)) => {
                     self.busy = None;
                     self.stall.clear();
                     self.idle = Some(writing);
                 }
-                Poll::Ready(Ok(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 // Room to gather more while the disk writes.
                 Poll::Pending if self.gathered_bytes < LEAD => return Poll::Ready(Ok(())),
                 Poll::Pending => return self.stall.poll_waiting(cx, "the disk"),
@@ -108,22 +118,19 @@ impl Sink for DiskSink {
     fn commit(mut self: Box<Self>, claim: Option<Claim>) {
         let keep = async move {
             let writing = match (self.busy.take(), self.idle.take()) {
-                (Some(busy), _) => busy.await.ok().and_then(Result::ok),
+                (Some(busy), _) => busy.await.ok(),
                 (None, idle) => idle,
             };
-            let Some(mut writing) = writing else {
+            let (Some(writer), Some(mut writing)) = (self.writer.take(), writing) else {
                 return;
             };
             let chunks = std::mem::take(&mut self.gathered);
-            let kept = tokio::task::spawn_blocking(move || {
+            let kept = writer.run(move || {
                 writing.write_chunks(&chunks)?;
                 writing.commit()
-            })
-            .await;
-            match kept {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the store could not keep a blob"),
-                Err(e) => tracing::warn!(error = %e, "the store could not keep a blob"),
+            });
+            if let Err(e) = kept.await {
+                tracing::warn!(error = %e, "the store could not keep a blob");
             }
             drop(claim);
         };

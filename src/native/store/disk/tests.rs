@@ -1,5 +1,6 @@
 //! The directory store: commits, eviction, the lock, temporary files.
 use super::*;
+use bytes::Bytes;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("disk-store-{name}-{}", std::process::id()));
