@@ -5,6 +5,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod server {
+    use registry_mirror::native::commands;
     use registry_mirror::native::drive::{Driver, DriverSettings};
     use registry_mirror::native::server::acme::AcmeSettings;
     use registry_mirror::native::server::connections::ConnectionSettings;
@@ -21,25 +22,57 @@ mod server {
     use std::sync::Arc;
 
     const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
-    const USAGE: &str = "usage: registry-mirror [--listen ADDR]\n\n\
-        Serves a pull-through mirror of Docker Hub and other registries. Settings come from the\n\
-        environment (see docs/settings.md): LISTEN, WHITE_LIST, TOKEN_SECRET, REGISTRIES,\n\
-        UPSTREAM_<NAME> (UPSTREAM_DOCKER_IO, ...), REGISTRY_<NAME> (REGISTRY_GHCR, ...),\n\
-        UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS, LARGE_BLOB_BYTES,\n\
-        STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS, MAX_CONNECTIONS_PER_IP,\n\
-        CACHE, CACHE_MAX_BYTES, TAG_STALE_MAX_SECS, TAG_TTL_SECS, UPSTREAM_AUTH_<NAME>,\n\
-        ALLOW_NETWORKS, TLS_CERT, TLS_KEY, ACME_DOMAINS, ACME_CONTACT, ACME_DIRECTORY,\n\
-        ACME_CA_ROOT, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG, LOG_FORMAT.";
+    const SETTINGS: &str = "Settings come from the environment (see docs/settings.md): LISTEN, WHITE_LIST,\n\
+        TOKEN_SECRET, REGISTRIES, UPSTREAM_<NAME> (UPSTREAM_DOCKER_IO, ...), REGISTRY_<NAME>\n\
+        (REGISTRY_GHCR, ...), UPSTREAM_SEARCH, PUBLIC_URL, TRUST_FORWARDED_HEADERS, BLOB_REDIRECTS,\n\
+        LARGE_BLOB_BYTES, STORAGE_RELAY, UPSTREAM_TIMEOUT_SECS, CLIENT_IDLE_TIMEOUT_SECS,\n\
+        MAX_CONNECTIONS_PER_IP, CACHE, CACHE_MAX_BYTES, TAG_STALE_MAX_SECS, TAG_TTL_SECS,\n\
+        UPSTREAM_AUTH_<NAME>, ALLOW_NETWORKS, TLS_CERT, TLS_KEY, ACME_DOMAINS, ACME_CONTACT,\n\
+        ACME_DIRECTORY, ACME_CA_ROOT, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG, LOG_FORMAT.\n\
+        The subcommands work on the store CACHE names (a directory, or a bucket with the AWS_*\n\
+        variables), beside a server that may be running on it.";
+
+    /// A pull-through mirror of Docker Hub and other registries. With no subcommand, it serves.
+    #[derive(clap::Parser)]
+    #[command(name = "registry-mirror", version, after_help = SETTINGS)]
+    #[command(args_conflicts_with_subcommands = true)]
+    struct Cli {
+        /// Where to listen (else LISTEN, else 127.0.0.1:5000)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(subcommand)]
+        command: Option<Command>,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        /// Serve the mirror (what runs with no subcommand)
+        Serve {
+            /// Where to listen (else LISTEN, else 127.0.0.1:5000)
+            #[arg(long, value_name = "ADDR")]
+            listen: Option<String>,
+        },
+        Warm(commands::warm::Args),
+        Purge(commands::purge::Args),
+        Verify(commands::verify::Args),
+        Usage(commands::usage::Args),
+    }
 
     pub fn main() -> ExitCode {
-        let listen = match parse_args(std::env::args().skip(1)) {
-            Ok(Some(listen)) => listen,
-            Ok(None) => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
+        use clap::Parser;
+        let cli = Cli::parse();
+        let listen = match cli.command {
+            None => cli.listen,
+            Some(Command::Serve { listen }) => listen,
+            Some(Command::Warm(args)) => return commands::warm::run(args),
+            Some(Command::Purge(args)) => return commands::purge::run(args),
+            Some(Command::Verify(args)) => return commands::verify::run(args),
+            Some(Command::Usage(args)) => return commands::usage::run(args),
+        };
+        let listen = match listen_address(listen) {
+            Ok(listen) => listen,
             Err(e) => {
-                eprintln!("registry-mirror: {e}\n\n{USAGE}");
+                eprintln!("registry-mirror: {e}");
                 return ExitCode::from(2);
             }
         };
@@ -52,23 +85,13 @@ mod server {
         }
     }
 
-    /// `Ok(None)` for `--help`.
-    fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
-        let mut listen = std::env::var("LISTEN").ok().filter(|v| !v.is_empty());
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "-h" | "--help" => return Ok(None),
-                "--listen" => listen = Some(args.next().ok_or("--listen needs an address")?),
-                other => match other.strip_prefix("--listen=") {
-                    Some(value) => listen = Some(value.to_string()),
-                    None => return Err(format!("unknown argument {other:?}")),
-                },
-            }
-        }
-        let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    /// `--listen`, else `LISTEN`, else the default.
+    fn listen_address(listen: Option<String>) -> Result<SocketAddr, String> {
+        let listen = listen
+            .or_else(|| std::env::var("LISTEN").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         listen
             .parse()
-            .map(Some)
             .map_err(|_| format!("{listen:?} is not an address such as {DEFAULT_LISTEN}"))
     }
 

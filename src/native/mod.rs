@@ -11,3 +11,4 @@ pub mod drive;
 pub mod logging;
 pub mod server;
 pub mod store;
+pub mod commands;

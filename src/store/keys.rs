@@ -33,6 +33,60 @@ pub fn public(registry: &str, repository: &str, digest: &str) -> Option<String> 
     ))
 }
 
+/// What a key names, read back from the key (the owner's commands walk the store by key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Blob { registry: String, digest: String },
+    Manifest { registry: String, digest: String },
+    Tag { registry: String, repository: String, tag: String },
+    Public { registry: String, repository: String, digest: String },
+}
+
+impl Key {
+    /// The key's parts; `None` for a key of no kind above (a future version's, say).
+    pub fn parse(key: &str) -> Option<Key> {
+        let rest = key.strip_prefix("v1/")?;
+        let (registry, rest) = rest.split_once('/')?;
+        let registry = registry.to_string();
+        let (kind, rest) = rest.split_once('/')?;
+        let digest = |rest: &str| {
+            let (algorithm, hex) = rest.split_once('/')?;
+            (!hex.contains('/')).then(|| format!("{algorithm}:{hex}"))
+        };
+        match kind {
+            "blobs" => Some(Key::Blob { registry, digest: digest(rest)? }),
+            "manifests" => Some(Key::Manifest { registry, digest: digest(rest)? }),
+            "tags" => {
+                let (repository, tag) = rest.rsplit_once("/_tag/")?;
+                Some(Key::Tag {
+                    registry,
+                    repository: repository.to_string(),
+                    tag: tag.to_string(),
+                })
+            }
+            "public" => {
+                let (repository, rest) = rest.rsplit_once("/_digest/")?;
+                Some(Key::Public {
+                    registry,
+                    repository: repository.to_string(),
+                    digest: digest(rest)?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The registry the key is in.
+    pub fn registry(&self) -> &str {
+        match self {
+            Key::Blob { registry, .. }
+            | Key::Manifest { registry, .. }
+            | Key::Tag { registry, .. }
+            | Key::Public { registry, .. } => registry,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -53,5 +107,28 @@ mod tests {
             super::public("r", "a", "sha256:ff").as_deref(),
             Some("v1/r/public/a/_digest/sha256/ff")
         );
+    }
+
+    #[test]
+    fn every_key_reads_back_as_what_it_names() {
+        use super::Key;
+        let d = "sha256:ff";
+        for (key, expected) in [
+            (super::blob("r", d), Key::Blob { registry: "r".into(), digest: d.into() }),
+            (super::manifest("r", d), Key::Manifest { registry: "r".into(), digest: d.into() }),
+            (
+                Some(super::tag("r", "a/b", "c")),
+                Key::Tag { registry: "r".into(), repository: "a/b".into(), tag: "c".into() },
+            ),
+            (
+                super::public("r", "a/b", d),
+                Key::Public { registry: "r".into(), repository: "a/b".into(), digest: d.into() },
+            ),
+        ] {
+            assert_eq!(Key::parse(&key.unwrap()), Some(expected));
+        }
+        assert_eq!(Key::parse("v1/r/other/x"), None);
+        assert_eq!(Key::parse("v2/r/blobs/sha256/ff"), None);
+        assert_eq!(Key::parse("v1/r/blobs/sha256/ff/more"), None);
     }
 }

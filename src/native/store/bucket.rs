@@ -55,6 +55,7 @@ pub struct BucketStore {
     lookups: AmazonS3,
     /// For writes: room for a part's upload, a few retries.
     s3: Arc<AmazonS3>,
+    bucket: String,
     prefix: String,
 }
 
@@ -110,6 +111,7 @@ impl BucketStore {
         Ok(BucketStore {
             lookups,
             s3: Arc::new(s3),
+            bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
         })
     }
@@ -364,5 +366,46 @@ impl Sink for BucketSink {
         if let Some(hand_over) = self.claim.take() {
             let _ = hand_over.send(claim);
         }
+    }
+}
+
+/// What the owner's commands need of a bucket beyond serving (see `disk::Listed`).
+impl BucketStore {
+    /// `s3://bucket/prefix`, for messages.
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    /// Every object and record under the prefix.
+    pub async fn list(&self) -> Result<Vec<crate::native::store::disk::Listed>, String> {
+        use futures_util::TryStreamExt;
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        let metas: Vec<_> = self
+            .s3
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list the bucket: {e}"))?;
+        let skip = match self.prefix.is_empty() {
+            true => 0,
+            false => self.prefix.len() + 1,
+        };
+        Ok(metas
+            .into_iter()
+            .filter_map(|meta| {
+                let key = meta.location.as_ref().get(skip..)?.to_string();
+                Some(crate::native::store::disk::Listed {
+                    key,
+                    bytes: meta.size,
+                    last_used: meta.last_modified.into(),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes the object at `key`.
+    pub async fn remove(&self, key: &str) -> Result<(), String> {
+        let path = self.path(key).ok_or("not a key the store takes")?;
+        self.s3.delete(&path).await.map_err(|e| e.to_string())
     }
 }

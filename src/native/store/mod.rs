@@ -7,6 +7,7 @@ pub mod catch_up;
 pub mod disk;
 pub mod in_flight;
 pub mod storing_body;
+mod tools;
 
 use crate::native::store::bucket::BucketStore;
 use crate::native::store::disk::{file_body, DiskStore};
@@ -20,6 +21,8 @@ use std::sync::Arc;
 pub struct ContentStore {
     backend: Backend,
     in_flight: InFlight,
+    /// The records being written in the background, for a command to wait for before it exits.
+    records: tokio_util::task::TaskTracker,
 }
 
 enum Backend {
@@ -72,10 +75,15 @@ impl ContentStore {
             config.store_max_object =
                 Some(config.store_max_object.map_or(largest, |m| m.min(largest)));
         }
-        Ok(Some(Arc::new(ContentStore {
+        Ok(Some(Arc::new(ContentStore::with_backend(backend))))
+    }
+
+    fn with_backend(backend: Backend) -> ContentStore {
+        ContentStore {
             backend,
             in_flight: InFlight::default(),
-        })))
+            records: tokio_util::task::TaskTracker::new(),
+        }
     }
 
     /// The object at `key`, opened, with what the core needs of it.
@@ -221,7 +229,8 @@ impl ContentStore {
     pub fn keep(self: &Arc<Self>, records: &[crate::store::Record]) {
         for record in records {
             let (store, record) = (self.clone(), record.clone());
-            tokio::spawn(async move { store.write_record(&record.key, &record.value).await });
+            self.records
+                .spawn(async move { store.write_record(&record.key, &record.value).await });
         }
     }
 

@@ -16,10 +16,12 @@
 
 mod file_body;
 mod index;
+mod listing;
 mod sink;
 mod writer;
 
 pub use file_body::file_body;
+pub use listing::Listed;
 pub use sink::DiskSink;
 
 use crate::store::Stored;
@@ -60,8 +62,9 @@ pub struct DiskStore {
     max_bytes: u64,
     index: Mutex<Index>,
     writes: AtomicU64,
-    /// Held open for the store's life: the exclusive lock on the directory.
-    _lock: std::fs::File,
+    /// Held open for the store's life: the exclusive lock on the directory (a server's; the
+    /// owner's commands take none).
+    _lock: Option<std::fs::File>,
 }
 
 impl DiskStore {
@@ -70,10 +73,26 @@ impl DiskStore {
     pub fn open(root: &Path, max_bytes: u64) -> std::io::Result<Arc<DiskStore>> {
         std::fs::create_dir_all(root)?;
         let lock = lock_directory(root)?;
-        let tmp = root.join("tmp");
         // The lock is ours: whatever is in tmp/ was left by a server that is gone.
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
+        let _ = std::fs::remove_dir_all(root.join("tmp"));
+        DiskStore::index_of(root, max_bytes, Some(lock))
+    }
+
+    /// Opens the store at `root` for the owner's commands (`warm`, `purge`, `verify`, `usage`),
+    /// beside a server that may be using it: no lock, and nothing in `tmp/` is touched but the
+    /// command's own files. What such a command adds is served by a running server at once, and
+    /// counted towards its bound from its next start; what it deletes is, to that server, a miss.
+    pub fn open_beside_server(root: &Path, max_bytes: u64) -> std::io::Result<Arc<DiskStore>> {
+        std::fs::create_dir_all(root)?;
+        DiskStore::index_of(root, max_bytes, None)
+    }
+
+    fn index_of(
+        root: &Path,
+        max_bytes: u64,
+        lock: Option<std::fs::File>,
+    ) -> std::io::Result<Arc<DiskStore>> {
+        std::fs::create_dir_all(root.join("tmp"))?;
         std::fs::create_dir_all(root.join("objects"))?;
         let mut index = Index::default();
         for (path, size, used_at) in objects(&root.join("objects")) {
@@ -86,6 +105,11 @@ impl DiskStore {
             writes: AtomicU64::new(0),
             _lock: lock,
         }))
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The bytes the store holds.
@@ -105,6 +129,15 @@ impl DiskStore {
     /// The object at `key`, opened and positioned at its body (so that eviction cannot take it
     /// from under a reader), with what the core needs of it; it becomes the most recently used.
     pub fn open_object(&self, key: &str) -> Option<(std::fs::File, Stored)> {
+        let (file, stored, path) = self.open_at(key)?;
+        // The last use, kept in the file's time too, so that a restart knows it.
+        let _ = file.set_modified(SystemTime::now());
+        self.index().touch(&path, now_nanos());
+        Some((file, stored))
+    }
+
+    /// The object at `key`, opened and positioned at its body, its last use left as it was.
+    fn open_at(&self, key: &str) -> Option<(std::fs::File, Stored, PathBuf)> {
         use std::io::{BufRead, Read, Seek};
         let path = self.path(key)?;
         let mut file = std::fs::File::open(&path).ok()?;
@@ -117,11 +150,8 @@ impl DiskStore {
         let media_type = (media_type != "-").then(|| media_type.to_string());
         file.seek(std::io::SeekFrom::Start(header.len() as u64))
             .ok()?;
-        // The last use, kept in the file's time too, so that a restart knows it.
-        let _ = file.set_modified(SystemTime::now());
-        self.index().touch(&path, now_nanos());
         let length = size.checked_sub(header.len() as u64)?;
-        Some((file, Stored { length, media_type }))
+        Some((file, Stored { length, media_type }, path))
     }
 
     /// The small record at `key` (see `store::Record`), at most `store::MAX_RECORD` bytes.

@@ -1,0 +1,104 @@
+//! What the owner's commands (`warm`, `purge`, `verify`, `usage`) need of the store beyond
+//! serving, whichever backend `CACHE` names: opened beside a running server, every object listed,
+//! an object read without marking it used, an object deleted, and the records written in the
+//! background waited for before the command exits.
+
+use super::{Backend, ContentStore};
+use crate::native::store::disk::{file_body, DiskStore, Listed};
+use crate::store::{StoreSetting, Stored};
+use crate::Config;
+use std::path::Path;
+use std::sync::Arc;
+
+impl ContentStore {
+    /// The store `CACHE` names (the local server's default directory when it is unset), opened
+    /// for a command: a directory without the server's lock (see `DiskStore::open_beside_server`).
+    /// An error when `CACHE` names no store the command can reach (`none`, `edge`).
+    pub fn open_for_command(config: &mut Config) -> Result<Arc<ContentStore>, String> {
+        if config.store == StoreSetting::Unset {
+            let dir = super::disk::default_dir().ok_or("CACHE is unset and there is no $HOME")?;
+            config.store = StoreSetting::Directory(dir.display().to_string());
+        }
+        let backend = match &config.store {
+            StoreSetting::Directory(dir) => {
+                DiskStore::open_beside_server(Path::new(dir), config.store_max_bytes)
+                    .map(Backend::Disk)
+                    .map_err(|e| format!("CACHE: cannot use {dir}: {e}"))?
+            }
+            StoreSetting::Bucket { bucket, prefix } => {
+                Backend::Bucket(super::bucket::BucketStore::open(bucket, prefix)?)
+            }
+            other => {
+                return Err(format!(
+                    "CACHE names no store here ({other:?}): set CACHE=file:///path or s3://bucket"
+                ))
+            }
+        };
+        if let Backend::Disk(disk) = &backend {
+            let largest = disk.largest_object();
+            config.store_max_object =
+                Some(config.store_max_object.map_or(largest, |m| m.min(largest)));
+        }
+        Ok(Arc::new(ContentStore::with_backend(backend)))
+    }
+
+    /// Where the store is, for messages.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Disk(disk) => disk.root().display().to_string(),
+            Backend::Bucket(bucket) => bucket.describe(),
+        }
+    }
+
+    /// Every object and record the store holds.
+    pub async fn list(&self) -> Result<Vec<Listed>, String> {
+        match &self.backend {
+            Backend::Disk(disk) => {
+                let disk = disk.clone();
+                tokio::task::spawn_blocking(move || disk.list())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Bucket(bucket) => bucket.list().await,
+        }
+    }
+
+    /// The object at `key` and its body, its last use left as it was.
+    pub async fn read_unmarked(&self, key: &str) -> Option<(reqwest::Body, Stored)> {
+        match &self.backend {
+            Backend::Disk(disk) => {
+                let (disk, key) = (disk.clone(), key.to_string());
+                let (file, stored) = tokio::task::spawn_blocking(move || disk.read_unmarked(&key))
+                    .await
+                    .ok()
+                    .flatten()?;
+                Some((file_body(file), stored))
+            }
+            Backend::Bucket(bucket) => {
+                let stored = bucket.head_object(key).await?;
+                Some((bucket.body(key).await.ok()?, stored))
+            }
+        }
+    }
+
+    /// Deletes the object at `key`.
+    pub async fn remove(&self, key: &str) -> Result<(), String> {
+        match &self.backend {
+            Backend::Disk(disk) => {
+                let (disk, key) = (disk.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || disk.remove(&key))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Bucket(bucket) => bucket.remove(key).await,
+        }
+    }
+
+    /// Waits for the records written in the background ([`ContentStore::keep`]).
+    pub async fn settle(&self) {
+        self.records.close();
+        self.records.wait().await;
+        self.records.reopen();
+    }
+}
