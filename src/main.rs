@@ -122,11 +122,17 @@ mod server {
         if acme.is_some() && certificates.is_some() {
             return Err("ACME_DOMAINS and TLS_CERT: choose one way to HTTPS".to_string());
         }
+        let config_store = config.store.clone();
         let mut driver = Driver::new(Mirror::new(config), settings)?;
         if let Some(store) = &store {
             driver = driver.with_store(store.clone());
         }
-        let metrics = metrics_listen.map(|_| Metrics::new());
+        // The /usage figures are kept in a directory store, beside its objects.
+        let usage_file = match &config_store {
+            StoreSetting::Directory(dir) => Some(PathBuf::from(dir).join("usage.json")),
+            _ => None,
+        };
+        let metrics = metrics_listen.map(|_| Metrics::keeping_usage_in(usage_file));
         if let Some(metrics) = &metrics {
             driver = driver.with_metrics(metrics.clone());
         }
@@ -168,7 +174,7 @@ mod server {
                 let store = store.clone();
                 let used = move || store.as_ref().and_then(|s| s.used_bytes());
                 registry_mirror::native::server::metrics::serve(listener, metrics.clone(), used);
-                tracing::info!(metrics = %addr, "metrics at /metrics");
+                tracing::info!(metrics = %addr, "metrics at /metrics, usage at /usage");
             }
             let options = serve::Options {
                 connections,

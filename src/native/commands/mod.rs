@@ -10,6 +10,7 @@
 //! Each prints what it did on standard output, its progress on standard error (a terminal only),
 //! and exits 0 when all went well, 1 when something failed or was found wrong, 2 on bad input.
 
+mod manifests;
 pub mod purge;
 pub mod usage;
 pub mod verify;

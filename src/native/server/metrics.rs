@@ -2,7 +2,8 @@
 //! at `/metrics` on an address of its own, never on the public one. What a scrape shows: requests
 //! by route and status, response bytes, upstream requests by host and status, Docker Hub's
 //! counted pulls and the pulls it says are left, store hits, misses and stale answers, the bytes
-//! a directory store holds, and requests in flight. Counted with `prometheus-client`.
+//! a directory store holds, and requests in flight. Counted with `prometheus-client`. The same
+//! requests by user and repository are at `/usage` (see `usage`).
 
 use crate::mirror::Summary;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use super::usage::Usage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
@@ -51,10 +53,17 @@ pub struct Metrics {
     store: Family<StoreResult, Counter>,
     store_bytes: Gauge<u64, AtomicU64>,
     in_flight: Gauge,
+    /// The same requests by user, repository and hour, for `/usage`.
+    usage: Usage,
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
+        Metrics::keeping_usage_in(None)
+    }
+
+    /// Metrics whose `/usage` figures are kept in `file` (the store's directory) across restarts.
+    pub fn keeping_usage_in(file: Option<std::path::PathBuf>) -> Arc<Metrics> {
         let (requests, bytes) = (Family::default(), Family::default());
         let (upstream_requests, counted_pulls) = (Family::default(), Family::default());
         let (pulls_left, store) = (Family::default(), Family::default());
@@ -98,6 +107,7 @@ impl Metrics {
             store,
             store_bytes,
             in_flight,
+            usage: Usage::new(file),
         })
     }
 
@@ -107,8 +117,10 @@ impl Metrics {
         InFlight(self.clone())
     }
 
-    /// A request answered, with the core's summary of it.
-    pub fn answered(&self, summary: &Summary, status: u16, bytes: Option<u64>) {
+    /// A request answered (`get`: by `GET`), with the core's summary of it.
+    pub fn answered(&self, get: bool, summary: &Summary, status: u16, bytes: Option<u64>) {
+        self.usage
+            .count(get, summary, status, bytes, std::time::SystemTime::now());
         let route = summary.route.to_string();
         self.requests
             .get_or_create(&RouteStatus {
@@ -155,6 +167,19 @@ impl Metrics {
         self.store_bytes.set(bytes);
     }
 
+    /// The `/usage` page, now.
+    pub fn usage_page(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let kept = match self.usage.kept_in() {
+            Some(file) => format!("Kept in {} across restarts.", file.display()),
+            None => "Kept in memory only (a bucket store, or none): a restart starts them again."
+                .to_string(),
+        };
+        super::usage::render(&self.usage.snapshot(), now, &kept)
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -179,6 +204,15 @@ pub fn serve(
     store_bytes: impl Fn() -> Option<u64> + Send + Sync + 'static,
 ) {
     let store_bytes = Arc::new(store_bytes);
+    let saved = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(super::usage::SAVE_EVERY).await;
+            if let Err(e) = saved.usage.save() {
+                tracing::warn!(error = %e, "the usage figures could not be saved");
+            }
+        }
+    });
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -189,7 +223,11 @@ pub fn serve(
                 let service = hyper::service::service_fn(move |request: http::Request<_>| {
                     let (metrics, store_bytes) = (metrics.clone(), store_bytes.clone());
                     async move {
-                        let response = if request.uri().path() == "/metrics" {
+                        let response = if request.uri().path() == "/usage" {
+                            http::Response::builder()
+                                .header("content-type", "text/html; charset=utf-8")
+                                .body(metrics.usage_page())
+                        } else if request.uri().path() == "/metrics" {
                             if let Some(bytes) = store_bytes() {
                                 metrics.set_store_bytes(bytes);
                             }

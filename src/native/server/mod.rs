@@ -9,6 +9,7 @@ pub mod acme;
 pub mod connections;
 pub mod metrics;
 pub mod tls;
+pub mod usage;
 
 use crate::auth::client_address::{client_address, limit_group};
 use crate::config::positive_number;
@@ -256,7 +257,8 @@ async fn answer(
     let (response, summary) = driver.handle(&head, scheme, &body, Some(client)).await;
     let bytes = logging::content_length(response.headers());
     if let Some(metrics) = &metrics {
-        metrics.answered(&summary, response.status().as_u16(), bytes);
+        let get = head.method == http::Method::GET;
+        metrics.answered(get, &summary, response.status().as_u16(), bytes);
     }
     logging::request_line(
         &head.method,

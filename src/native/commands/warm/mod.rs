@@ -10,7 +10,6 @@
 //! where `UPSTREAM_AUTH_*` or `--user` gives one). What is stored already is not fetched again.
 
 mod client;
-mod manifests;
 
 use super::{bytes, progress, refuse, report};
 use crate::native::drive::{Driver, DriverSettings};
@@ -19,12 +18,12 @@ use crate::store::keys;
 use crate::Mirror;
 use client::{Answer, Client};
 use futures_util::StreamExt;
-use manifests::{refers, Image, Platforms};
+use super::manifests::{refers, Image, Platforms};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Fetches images into the store CACHE names, checked as the server stores them
+/// Fetch images into the store CACHE names, checked as the server stores them
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     registry-mirror warm alpine:3.20 nginx:1.27 ghcr.io/owner/image:v1\n  \

@@ -1,5 +1,5 @@
-//! What `warm` reads in a manifest: an index's children for the platforms asked, an image's
-//! config and layers; and the image references and platforms it is given.
+//! What the commands read in a manifest (an index's children for the platforms asked, an image's
+//! config and layers), and the image references and platforms they are given.
 
 use crate::registry::reference::{is_valid_digest, is_valid_name, is_valid_tag};
 
