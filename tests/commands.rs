@@ -5,11 +5,12 @@
 mod support;
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use support::faults::{Fault, FaultFront};
-use support::fixture::{fixture, run_dir};
+use support::fixture::{fixture, run_dir, ALICE};
 use support::images::{OCI_INDEX, V2S2};
 use support::mirrors::{with, LocalServer, Mirror, Runtime};
-use support::suite::assert_same_as_direct;
+use support::suite::{assert_same_as_direct, curl, mirror_token};
 
 /// One test at a time: each counts the fixture's requests, which the others would move.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -69,12 +70,16 @@ fn warmed_images_pull_with_no_upstream_fetch_and_while_docker_hub_is_down() {
     );
 
     // Warmed again: everything is there, nothing is fetched from storage.
-    let storage_before = front.storage_requests.load(std::sync::atomic::Ordering::SeqCst);
+    let storage_before = front
+        .storage_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
     let (status, out, _) = command(&settings, &["warm", short(V2S2), short(OCI_INDEX)]);
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("stored 0 object(s)"), "{out}");
     assert_eq!(
-        front.storage_requests.load(std::sync::atomic::Ordering::SeqCst),
+        front
+            .storage_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
         storage_before,
         "a second warm fetched blobs again"
     );
@@ -105,7 +110,10 @@ fn warm_refuses_bad_input_with_a_reason() {
         (&["warm"][..], "no image named"),
         (&["warm", "alpine:bad tag"], "not a tag"),
         (&["warm", "--platform", "amd64", "alpine"], "--platform"),
-        (&["warm", "--file", "/nonexistent/list"], "/nonexistent/list"),
+        (
+            &["warm", "--file", "/nonexistent/list"],
+            "/nonexistent/list",
+        ),
         (&["warm", "--user", "nopassword", "alpine"], "USER:TOKEN"),
     ] {
         let (status, _, err) = command(&settings, args);
@@ -116,4 +124,251 @@ fn warm_refuses_bad_input_with_a_reason() {
         !store.join("objects").join("v1").exists(),
         "bad input stored something"
     );
+}
+
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.metadata().is_ok_and(|m| m.is_dir()) {
+            true => found.extend(files(&entry.path())),
+            false => found.push(entry.path()),
+        }
+    }
+    found
+}
+
+/// With `TAG_TTL_SECS`, a stored tag is answered from its record without asking Docker Hub; after
+/// `purge` (the server still running) the next request for it asks Docker Hub again; `--blobs`
+/// deletes the image's manifest and blobs, but not what another stored image still uses.
+#[test]
+fn a_purged_tag_is_asked_upstream_again() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("commands-purge");
+    let mut settings = store_settings(&store, &front);
+    settings.push(("TAG_TTL_SECS".into(), "3600".into()));
+    let mirror = LocalServer.start("commands-purge", &settings);
+    let path = "/v2/alpine/manifests/v2s2";
+    let token = mirror_token(&mirror, "/token?scope=repository:alpine:pull", &[]);
+    let get = || {
+        let before = front.registry_requests.load(Ordering::SeqCst);
+        let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
+        let auth = format!("Authorization: Bearer {token}");
+        let (status, out) = curl(&mirror, path, &["-H", &auth, "-H", accept]);
+        assert_eq!(status, 200, "{out}");
+        front.registry_requests.load(Ordering::SeqCst) - before
+    };
+    assert!(get() > 0, "the first GET did not ask Docker Hub");
+    // The record is written once the answer is sent.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(get(), 0, "a fresh tag record was not used");
+
+    let (status, out, _) = command(&settings, &["purge", "alpine:v2s2"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("tags/library/alpine/_tag/v2s2"), "{out}");
+    assert!(get() > 0, "a purged tag was answered from its record");
+
+    // --blobs: V2S2's manifest and layers go, OCI's (another image of the same repository,
+    // sharing no layer the test relies on) stay whole.
+    assert_same_as_direct(&mirror, short(V2S2), &[], None);
+    assert_same_as_direct(&mirror, "alpine:oci", &[], None);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (status, out, _) = command(&settings, &["purge", "--blobs", "alpine:v2s2"]);
+    assert_eq!(status, 0, "{out}");
+    let held: Vec<String> = files(&store.join("objects"))
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let oci = fixture().images.get("library/alpine:oci");
+    let v2s2 = fixture().images.get(V2S2);
+    let stored = |digest: &str| {
+        let hex = digest.split_once(':').unwrap().1;
+        held.iter().any(|p| p.ends_with(hex))
+    };
+    assert!(
+        !stored(&v2s2.manifest_digest),
+        "the purged manifest is still stored"
+    );
+    for blob in &v2s2.blob_digests {
+        let shared = oci.blob_digests.contains(blob);
+        assert_eq!(
+            stored(blob),
+            shared,
+            "{blob} (shared with alpine:oci: {shared})"
+        );
+    }
+    assert!(stored(&oci.manifest_digest));
+    for blob in &oci.blob_digests {
+        assert!(stored(blob), "alpine:oci lost {blob}");
+    }
+    let gets_before = f.storage_gets_of(&oci.blob_digests);
+    assert_same_as_direct(&mirror, "alpine:oci", &[], None);
+    assert_eq!(f.storage_gets_of(&oci.blob_digests), gets_before);
+    assert_same_as_direct(&mirror, short(V2S2), &[], None);
+}
+
+/// A stored blob damaged on disk (a bit flipped, a file cut short): `verify --dry-run` reports it
+/// and keeps it; `verify` deletes it and exits 1; the next `verify` finds every object whole;
+/// and the next pull is whole again.
+#[test]
+fn verify_finds_and_removes_a_corrupted_object() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("commands-verify");
+    let settings = store_settings(&store, &front);
+    let (status, out, _) = command(&settings, &["warm", short(V2S2)]);
+    assert_eq!(status, 0, "{out}");
+    let (status, out, _) = command(&settings, &["verify"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains(" 0 did not"), "{out}");
+
+    let blobs = blobs_of(V2S2);
+    let path_of = |digest: &str| {
+        let hex = digest.split_once(':').unwrap().1;
+        store.join("objects/v1/docker.io/blobs/sha256").join(hex)
+    };
+    let (flipped, cut) = (path_of(&blobs[0]), path_of(&blobs[1]));
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&flipped, bytes).unwrap();
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
+
+    let (status, out, _) = command(&settings, &["verify", "--dry-run"]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains(" 2 did not"), "{out}");
+    assert!(flipped.exists() && cut.exists(), "--dry-run deleted");
+    let (status, out, _) = command(&settings, &["verify"]);
+    assert_eq!(status, 1, "{out}");
+    for digest in &blobs[..2] {
+        assert!(out.contains(digest.split_once(':').unwrap().1), "{out}");
+    }
+    assert!(
+        !flipped.exists() && !cut.exists(),
+        "a damaged object is still there"
+    );
+    let (status, out, _) = command(&settings, &["verify"]);
+    assert_eq!(status, 0, "{out}");
+    let mirror = LocalServer.start("commands-verify", &settings);
+    assert_same_as_direct(&mirror, short(V2S2), &[], None);
+}
+
+/// `usage` shows what the store holds by repository; the server's `/usage` page, in a real
+/// browser, shows the pulls a test made, by user and repository, and keeps them over a restart.
+#[test]
+fn usage_shows_the_pulls_made() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("commands-usage");
+    let listen = format!("127.0.0.1:{}", support::process::free_port());
+    let mut settings = store_settings(&store, &front);
+    settings.push(("METRICS_LISTEN".into(), listen.clone()));
+    let mirror = LocalServer.start("commands-usage", &settings);
+    assert_same_as_direct(&mirror, short(V2S2), &[], None);
+    assert_same_as_direct(&mirror, "team/app:1.0", &[], Some(ALICE));
+
+    let (status, out, _) = command(&settings, &["usage"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("docker.io/library/alpine"), "{out}");
+    let alpine = out
+        .lines()
+        .find(|l| l.contains("docker.io/library/alpine"))
+        .unwrap();
+    let objects = 1 + blobs_of(V2S2).len();
+    assert!(
+        alpine.contains(&format!(" {objects} object(s)")),
+        "{alpine}"
+    );
+
+    // Saved every few seconds; then the server restarts on the same store.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    drop(mirror);
+    let _mirror = LocalServer.start("commands-usage-again", &settings);
+    let url = format!("http://{listen}/usage");
+    let shot = run_dir().join("usage-page.png");
+    let dom = chromium(&url, &shot);
+    eprintln!("the /usage page, as Chromium drew it: {}", shot.display());
+    for expected in [
+        "docker.io/library/alpine",
+        "docker.io/team/app",
+        "alice",
+        "anonymous",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "{expected} is not on the page: {dom}"
+        );
+    }
+    assert!(shot.exists(), "no screenshot");
+    let (status, out) = curl(&_mirror, "/usage", &[]);
+    assert_eq!(status, 404, "/usage on the public address: {out}");
+}
+
+/// The page at `url` as headless Chromium renders it (its DOM), and a screenshot of it in `shot`.
+fn chromium(url: &str, shot: &std::path::Path) -> String {
+    let browser = support::process::need("chromium");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1200,900",
+    ];
+    let out = Command::new(&browser)
+        .args(common)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&browser)
+        .args(common)
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Each subcommand says what it does, its arguments and an example or its exit status.
+#[test]
+fn every_subcommand_explains_itself() {
+    for (command, says) in [
+        ("warm", "--platform"),
+        ("purge", "--blobs"),
+        ("verify", "Exit status"),
+        ("usage", "/usage"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_registry-mirror"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && help.contains(says),
+            "{command} --help: {help}"
+        );
+        assert!(
+            help.lines().next().is_some_and(|l| l.len() > 20),
+            "{command}: {help}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_registry-mirror"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -7,8 +7,8 @@
 //!   as it relays;
 //! - `logging`: the log, as text or JSON lines.
 
+pub mod commands;
 pub mod drive;
 pub mod logging;
 pub mod server;
 pub mod store;
-pub mod commands;

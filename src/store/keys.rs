@@ -36,10 +36,24 @@ pub fn public(registry: &str, repository: &str, digest: &str) -> Option<String> 
 /// What a key names, read back from the key (the owner's commands walk the store by key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
-    Blob { registry: String, digest: String },
-    Manifest { registry: String, digest: String },
-    Tag { registry: String, repository: String, tag: String },
-    Public { registry: String, repository: String, digest: String },
+    Blob {
+        registry: String,
+        digest: String,
+    },
+    Manifest {
+        registry: String,
+        digest: String,
+    },
+    Tag {
+        registry: String,
+        repository: String,
+        tag: String,
+    },
+    Public {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
 }
 
 impl Key {
@@ -54,8 +68,14 @@ impl Key {
             (!hex.contains('/')).then(|| format!("{algorithm}:{hex}"))
         };
         match kind {
-            "blobs" => Some(Key::Blob { registry, digest: digest(rest)? }),
-            "manifests" => Some(Key::Manifest { registry, digest: digest(rest)? }),
+            "blobs" => Some(Key::Blob {
+                registry,
+                digest: digest(rest)?,
+            }),
+            "manifests" => Some(Key::Manifest {
+                registry,
+                digest: digest(rest)?,
+            }),
             "tags" => {
                 let (repository, tag) = rest.rsplit_once("/_tag/")?;
                 Some(Key::Tag {
@@ -114,15 +134,35 @@ mod tests {
         use super::Key;
         let d = "sha256:ff";
         for (key, expected) in [
-            (super::blob("r", d), Key::Blob { registry: "r".into(), digest: d.into() }),
-            (super::manifest("r", d), Key::Manifest { registry: "r".into(), digest: d.into() }),
+            (
+                super::blob("r", d),
+                Key::Blob {
+                    registry: "r".into(),
+                    digest: d.into(),
+                },
+            ),
+            (
+                super::manifest("r", d),
+                Key::Manifest {
+                    registry: "r".into(),
+                    digest: d.into(),
+                },
+            ),
             (
                 Some(super::tag("r", "a/b", "c")),
-                Key::Tag { registry: "r".into(), repository: "a/b".into(), tag: "c".into() },
+                Key::Tag {
+                    registry: "r".into(),
+                    repository: "a/b".into(),
+                    tag: "c".into(),
+                },
             ),
             (
                 super::public("r", "a/b", d),
-                Key::Public { registry: "r".into(), repository: "a/b".into(), digest: d.into() },
+                Key::Public {
+                    registry: "r".into(),
+                    repository: "a/b".into(),
+                    digest: d.into(),
+                },
             ),
         ] {
             assert_eq!(Key::parse(&key.unwrap()), Some(expected));

@@ -33,7 +33,9 @@ impl Image {
         };
         let name = name.to_ascii_lowercase();
         if !is_valid_name(&name) {
-            return Err(format!("{text:?} is not an image name (such as alpine:3.20)"));
+            return Err(format!(
+                "{text:?} is not an image name (such as alpine:3.20)"
+            ));
         }
         let valid = match reference.contains(':') {
             true => is_valid_digest(&reference),
@@ -159,9 +161,15 @@ mod tests {
 
     #[test]
     fn references_read_as_a_client_writes_them() {
-        let image = |n: &str, r: &str| Image { name: n.into(), reference: r.into() };
+        let image = |n: &str, r: &str| Image {
+            name: n.into(),
+            reference: r.into(),
+        };
         assert_eq!(Image::parse("alpine"), Ok(image("alpine", "latest")));
-        assert_eq!(Image::parse("library/alpine:3.20"), Ok(image("library/alpine", "3.20")));
+        assert_eq!(
+            Image::parse("library/alpine:3.20"),
+            Ok(image("library/alpine", "3.20"))
+        );
         assert_eq!(
             Image::parse("ghcr.io/owner/image:v1"),
             Ok(image("ghcr.io/owner/image", "v1"))
@@ -176,7 +184,10 @@ mod tests {
         assert!(Image::parse("../etc").is_err());
         assert!(Image::parse("").is_err());
         let list = Image::parse_list("# images\nalpine\n\n  busybox:1.36 # the small one\n");
-        assert_eq!(list, Ok(vec![image("alpine", "latest"), image("busybox", "1.36")]));
+        assert_eq!(
+            list,
+            Ok(vec![image("alpine", "latest"), image("busybox", "1.36")])
+        );
         assert!(Image::parse_list("alpine\nnot an image\n")
             .unwrap_err()
             .starts_with("line 2"));
@@ -188,8 +199,15 @@ mod tests {
             {"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","platform":{"os":"linux","architecture":"amd64"}},
             {"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
             {"digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333","platform":{"os":"unknown","architecture":"unknown"}}]}"#;
-        let some = |p: &str| refers(index, &Platforms::parse(p).unwrap()).unwrap().manifests;
-        assert_eq!(some("linux/amd64"), vec![format!("sha256:{}", "1".repeat(64))]);
+        let some = |p: &str| {
+            refers(index, &Platforms::parse(p).unwrap())
+                .unwrap()
+                .manifests
+        };
+        assert_eq!(
+            some("linux/amd64"),
+            vec![format!("sha256:{}", "1".repeat(64))]
+        );
         assert_eq!(some("linux/arm64").len(), 1);
         assert_eq!(some("linux/arm64/v8").len(), 1);
         assert_eq!(some("linux/arm64/v7").len(), 0);

@@ -47,10 +47,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Says why `command` could not start, and exits with [`BAD_INPUT`].
 pub fn refuse(command: &str, why: &str) -> ExitCode {
-    eprintln!(
-        "registry-mirror {command}: {}",
-        crate::config::redact(why)
-    );
+    eprintln!("registry-mirror {command}: {}", crate::config::redact(why));
     ExitCode::from(BAD_INPUT)
 }
 

@@ -59,7 +59,10 @@ pub fn run(args: Args) -> ExitCode {
             Ok(resolved) => resolved,
             Err(e) => return refuse("purge", &format!("{text}: {e}")),
         };
-        let tagged = text.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        let tagged = text
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
         forget.push(Forget {
             registry: registries.get(resolved.registry).name.clone(),
             repository: resolved.upstream_name,
@@ -87,7 +90,11 @@ async fn purge(store: &ContentStore, forget: &[Forget], args: &Args) -> ExitCode
         .filter_map(|l| Key::parse(&l.key).map(|k| (l.key, k)))
         .collect();
     let forgotten = |key: &Key| match key {
-        Key::Tag { registry, repository, tag } => forget.iter().any(|f| {
+        Key::Tag {
+            registry,
+            repository,
+            tag,
+        } => forget.iter().any(|f| {
             &f.registry == registry
                 && &f.repository == repository
                 && f.tag.as_ref().is_none_or(|t| t == tag)
@@ -100,7 +107,11 @@ async fn purge(store: &ContentStore, forget: &[Forget], args: &Args) -> ExitCode
     // The tags, with the digests they named (read before they go).
     let mut named = BTreeSet::new();
     for (key, parsed) in keys.iter().filter(|(_, k)| forgotten(k)) {
-        if let Some(record) = store.read_record(key).await.and_then(|r| TagRecord::parse(&r)) {
+        if let Some(record) = store
+            .read_record(key)
+            .await
+            .and_then(|r| TagRecord::parse(&r))
+        {
             named.insert((parsed.registry().to_string(), record.digest));
         }
         deleted.push(key.clone());
@@ -109,21 +120,39 @@ async fn purge(store: &ContentStore, forget: &[Forget], args: &Args) -> ExitCode
         report(&bar, "purge: no stored tag matched".into());
     }
     if args.blobs {
-        let kept_tags = keys.iter().filter(|(_, k)| matches!(k, Key::Tag { .. }) && !forgotten(k));
+        let kept_tags = keys
+            .iter()
+            .filter(|(_, k)| matches!(k, Key::Tag { .. }) && !forgotten(k));
         let mut roots_kept = BTreeSet::new();
         for (key, parsed) in kept_tags {
-            if let Some(record) = store.read_record(key).await.and_then(|r| TagRecord::parse(&r)) {
+            if let Some(record) = store
+                .read_record(key)
+                .await
+                .and_then(|r| TagRecord::parse(&r))
+            {
                 roots_kept.insert((parsed.registry().to_string(), record.digest));
             }
         }
         let graph = Graph::read(store, &keys).await;
         let candidates = graph.closure(named);
-        let candidate_manifests: BTreeSet<_> =
-            candidates.iter().filter(|d| graph.refers.contains_key(*d)).cloned().collect();
-        roots_kept.extend(graph.refers.keys().filter(|d| !candidate_manifests.contains(*d)).cloned());
+        let candidate_manifests: BTreeSet<_> = candidates
+            .iter()
+            .filter(|d| graph.refers.contains_key(*d))
+            .cloned()
+            .collect();
+        roots_kept.extend(
+            graph
+                .refers
+                .keys()
+                .filter(|d| !candidate_manifests.contains(*d))
+                .cloned(),
+        );
         let kept = graph.closure(roots_kept);
         for (registry, digest) in candidates.difference(&kept) {
-            let key = match graph.refers.contains_key(&(registry.clone(), digest.clone())) {
+            let key = match graph
+                .refers
+                .contains_key(&(registry.clone(), digest.clone()))
+            {
                 true => keys::manifest(registry, digest),
                 false => keys::blob(registry, digest),
             };
@@ -176,7 +205,10 @@ impl Graph {
                 continue;
             };
             let found = refers(&bytes, &Platforms::All).unwrap_or_default();
-            let digests = found.manifests.into_iter().chain(found.blobs.into_iter().map(|(d, _)| d));
+            let digests = found
+                .manifests
+                .into_iter()
+                .chain(found.blobs.into_iter().map(|(d, _)| d));
             refers_to.insert((registry.clone(), digest.clone()), digests.collect());
         }
         Graph { refers: refers_to }

@@ -15,8 +15,10 @@ use std::process::ExitCode;
 
 /// Re-hash every stored object, deleting those that do not match their digest
 #[derive(clap::Args)]
-#[command(after_help = "Exit status: 0 when every object matched, 1 when some did not (deleted, \
-    unless --dry-run), 2 on bad settings.")]
+#[command(
+    after_help = "Exit status: 0 when every object matched, 1 when some did not (deleted, \
+    unless --dry-run), 2 on bad settings."
+)]
 pub struct Args {
     /// Report what does not match, delete nothing
     #[arg(long)]

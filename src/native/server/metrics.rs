@@ -5,6 +5,7 @@
 //! a directory store holds, and requests in flight. Counted with `prometheus-client`. The same
 //! requests by user and repository are at `/usage` (see `usage`).
 
+use super::usage::Usage;
 use crate::mirror::Summary;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use super::usage::Usage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {

@@ -121,7 +121,10 @@ impl<'d> Client<'d> {
             .and_then(|i| realm[i + 3..].find('/').map(|j| &realm[i + 3 + j..]))
             .unwrap_or(realm);
         let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params.iter().filter(|(k, _)| k == "service" || k == "scope") {
+        for (k, v) in params
+            .iter()
+            .filter(|(k, _)| k == "service" || k == "scope")
+        {
             query.append_pair(k, v);
         }
         let uri = format!("{path}?{}", query.finish());
@@ -205,7 +208,12 @@ mod tests {
         let params = super::challenge_params(
             r#"Bearer realm="http://127.0.0.1/token",service="registry-mirror",scope="repository:library/alpine:pull""#,
         );
-        let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("realm"), Some("http://127.0.0.1/token"));
         assert_eq!(get("service"), Some("registry-mirror"));
         assert_eq!(get("scope"), Some("repository:library/alpine:pull"));

@@ -11,6 +11,7 @@
 
 mod client;
 
+use super::manifests::{refers, Image, Platforms};
 use super::{bytes, progress, refuse, report};
 use crate::native::drive::{Driver, DriverSettings};
 use crate::native::store::ContentStore;
@@ -18,7 +19,6 @@ use crate::store::keys;
 use crate::Mirror;
 use client::{Answer, Client};
 use futures_util::StreamExt;
-use super::manifests::{refers, Image, Platforms};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -174,7 +174,10 @@ impl Warm {
         let mut pending = vec![image.reference.clone()];
         let mut blobs = Vec::new();
         while let Some(reference) = pending.pop() {
-            let answer = match self.manifest(&mut client, &registry, &image, &reference).await {
+            let answer = match self
+                .manifest(&mut client, &registry, &image, &reference)
+                .await
+            {
                 Ok(answer) => answer,
                 Err(e) => return failed(e),
             };
@@ -197,7 +200,8 @@ impl Warm {
                 let (registry, name) = (registry.clone(), name.clone());
                 async move {
                     let mut client = Client::new(&self.driver, &name);
-                    self.blob(&mut client, &registry, &name, &digest, size).await
+                    self.blob(&mut client, &registry, &name, &digest, size)
+                        .await
                 }
             })
             .buffer_unordered(self.jobs.available_permits().max(1))
@@ -239,7 +243,14 @@ impl Warm {
 
     /// A blob, fetched through the mirror (a stored one is not read) and then looked for in the
     /// store.
-    async fn blob(&self, client: &mut Client<'_>, registry: &str, name: &str, digest: &str, size: u64) {
+    async fn blob(
+        &self,
+        client: &mut Client<'_>,
+        registry: &str,
+        name: &str,
+        digest: &str,
+        size: u64,
+    ) {
         let Ok(_job) = self.jobs.acquire().await else {
             return;
         };
@@ -271,9 +282,15 @@ impl Warm {
         match found {
             Some((_, stored)) => {
                 self.tally.stored.fetch_add(1, Ordering::Relaxed);
-                self.tally.stored_bytes.fetch_add(stored.length, Ordering::Relaxed);
-                self.bar.set_message(bytes(self.tally.stored_bytes.load(Ordering::Relaxed)));
-                report(&self.bar, format!("stored   {what} ({})", bytes(stored.length)));
+                self.tally
+                    .stored_bytes
+                    .fetch_add(stored.length, Ordering::Relaxed);
+                self.bar
+                    .set_message(bytes(self.tally.stored_bytes.load(Ordering::Relaxed)));
+                report(
+                    &self.bar,
+                    format!("stored   {what} ({})", bytes(stored.length)),
+                );
             }
             None => {
                 let too_large = self

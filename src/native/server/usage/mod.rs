@@ -72,7 +72,10 @@ pub struct Usage {
 
 /// The name a request's figures go under: the user, or `anonymous`.
 fn user_of(summary: &Summary) -> String {
-    summary.user.clone().unwrap_or_else(|| "anonymous".to_string())
+    summary
+        .user
+        .clone()
+        .unwrap_or_else(|| "anonymous".to_string())
 }
 
 fn seconds(time: SystemTime) -> u64 {
@@ -100,7 +103,14 @@ impl Usage {
     }
 
     /// One answered request.
-    pub fn count(&self, get: bool, summary: &Summary, status: u16, bytes: Option<u64>, now: SystemTime) {
+    pub fn count(
+        &self,
+        get: bool,
+        summary: &Summary,
+        status: u16,
+        bytes: Option<u64>,
+        now: SystemTime,
+    ) {
         let now = seconds(now);
         let tally = Tally {
             pulls: u64::from(get && summary.route == "manifest" && (200..300).contains(&status)),
@@ -126,9 +136,12 @@ impl Usage {
                 Some(user) => format!("{registry} {user}"),
                 None => format!("{registry} (anonymous, or the mirror's UPSTREAM_AUTH account)"),
             };
-            figures.pulls_left.insert(account, PullsLeft { left, seen_at: now });
+            figures
+                .pulls_left
+                .insert(account, PullsLeft { left, seen_at: now });
         }
-        let oldest = (now / 3600).saturating_sub(KEPT_HOURS);
+        let newest = figures.hours.keys().next_back().copied().unwrap_or(0);
+        let oldest = newest.saturating_sub(KEPT_HOURS);
         figures.hours.retain(|hour, _| *hour >= oldest);
         self.changed.store(true, Ordering::Relaxed);
     }

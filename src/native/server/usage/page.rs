@@ -58,9 +58,17 @@ pub fn render(figures: &Figures, now: u64, kept: &str) -> String {
     );
     for (label, seconds) in [("last day", 24 * 3600), ("last week", 7 * 24 * 3600)] {
         let totals = since(figures, now.saturating_sub(seconds));
-        let _ = write!(html, "<h2>The {label}</h2><p>Store hit ratio: {}</p>", hit_ratio(&totals));
+        let _ = write!(
+            html,
+            "<h2>The {label}</h2><p>Store hit ratio: {}</p>",
+            hit_ratio(&totals)
+        );
         table(&mut html, &format!("By user, the {label}"), &totals.users);
-        table(&mut html, &format!("By repository, the {label}"), &totals.repositories);
+        table(
+            &mut html,
+            &format!("By repository, the {label}"),
+            &totals.repositories,
+        );
     }
     html.push_str(
         "<h2>Pulls left at the upstream</h2><table><tr><th>account</th><th>ratelimit-remaining</th>\

@@ -20,21 +20,54 @@ fn pulls_and_bytes_are_kept_by_user_and_repository_and_survive_a_restart() {
     let _ = std::fs::remove_file(&file);
     let now = SystemTime::now();
     let usage = Usage::new(Some(file.clone()));
-    usage.count(true, &summary(Some("alice"), "library/alpine", Some("hit")), 200, Some(1000), now);
-    usage.count(false, &summary(None, "library/alpine", Some("miss")), 200, Some(500), now);
+    usage.count(
+        true,
+        &summary(Some("alice"), "library/alpine", Some("hit")),
+        200,
+        Some(1000),
+        now,
+    );
+    usage.count(
+        false,
+        &summary(None, "library/alpine", Some("miss")),
+        200,
+        Some(500),
+        now,
+    );
     // A week and a day ago: gone from the week.
     let old = now - Duration::from_secs(8 * 24 * 3600);
-    usage.count(true, &summary(Some("bob"), "team/app", None), 200, Some(7), old);
+    usage.count(
+        true,
+        &summary(Some("bob"), "team/app", None),
+        200,
+        Some(7),
+        old,
+    );
     usage.save().unwrap();
 
     let again = Usage::new(Some(file.clone()));
     let figures = again.snapshot();
     let day = since(&figures, seconds(now) - 24 * 3600);
-    assert_eq!(day.users["alice"], Tally { pulls: 1, bytes: 1000 });
-    assert_eq!(day.users["anonymous"], Tally { pulls: 0, bytes: 500 });
+    assert_eq!(
+        day.users["alice"],
+        Tally {
+            pulls: 1,
+            bytes: 1000
+        }
+    );
+    assert_eq!(
+        day.users["anonymous"],
+        Tally {
+            pulls: 0,
+            bytes: 500
+        }
+    );
     assert_eq!(
         day.repositories["docker.io/library/alpine"],
-        Tally { pulls: 1, bytes: 1500 }
+        Tally {
+            pulls: 1,
+            bytes: 1500
+        }
     );
     assert!(!since(&figures, 0).users.contains_key("bob"));
     assert_eq!(figures.pulls_left["docker.io alice"].left, 97);
@@ -48,7 +81,13 @@ fn pulls_and_bytes_are_kept_by_user_and_repository_and_survive_a_restart() {
 #[test]
 fn names_are_escaped_on_the_page() {
     let usage = Usage::new(None);
-    usage.count(true, &summary(Some("<script>"), "a", None), 200, None, SystemTime::now());
+    usage.count(
+        true,
+        &summary(Some("<script>"), "a", None),
+        200,
+        None,
+        SystemTime::now(),
+    );
     let page = render(&usage.snapshot(), seconds(SystemTime::now()), "");
     assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"));
 }
