@@ -185,7 +185,8 @@ fn a_purged_tag_is_asked_upstream_again() {
     let v2s2 = fixture().images.get(V2S2);
     let stored = |digest: &str| {
         let hex = digest.split_once(':').unwrap().1;
-        held.iter().any(|p| p.ends_with(hex))
+        let content = |p: &&String| p.contains("/blobs/") || p.contains("/manifests/");
+        held.iter().filter(content).any(|p| p.ends_with(hex))
     };
     assert!(
         !stored(&v2s2.manifest_digest),
@@ -203,6 +204,36 @@ fn a_purged_tag_is_asked_upstream_again() {
     for blob in &oci.blob_digests {
         assert!(stored(blob), "alpine:oci lost {blob}");
     }
+    // An image of its own layers: every one of them goes with its tag (a name without a tag
+    // forgets every tag of the repository).
+    let app = fixture().images.get("library/big:latest");
+    assert_same_as_direct(&mirror, "big:latest", &[], None);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let own: Vec<&String> = app
+        .blob_digests
+        .iter()
+        .filter(|b| !oci.blob_digests.contains(b) && !v2s2.blob_digests.contains(b))
+        .collect();
+    assert!(!own.is_empty(), "big shares every layer with alpine");
+    let (status, out, _) = command(&settings, &["purge", "--blobs", "big"]);
+    assert_eq!(status, 0, "{out}");
+    let held: Vec<String> = files(&store.join("objects"))
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let stored = |digest: &str| {
+        let hex = digest.split_once(':').unwrap().1;
+        let content = |p: &&String| p.contains("/blobs/") || p.contains("/manifests/");
+        held.iter().filter(content).any(|p| p.ends_with(hex))
+    };
+    for blob in own {
+        assert!(!stored(blob), "big's own {blob} is still stored: {out}");
+    }
+    assert!(!stored(&app.manifest_digest), "{out}");
+    for blob in &oci.blob_digests {
+        assert!(stored(blob), "alpine:oci lost {blob}");
+    }
+
     let gets_before = f.storage_gets_of(&oci.blob_digests);
     assert_same_as_direct(&mirror, "alpine:oci", &[], None);
     assert_eq!(f.storage_gets_of(&oci.blob_digests), gets_before);
