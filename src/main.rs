@@ -29,8 +29,8 @@ mod server {
         MAX_CONNECTIONS_PER_IP, CACHE, CACHE_MAX_BYTES, TAG_STALE_MAX_SECS, TAG_TTL_SECS,\n\
         UPSTREAM_AUTH_<NAME>, ALLOW_NETWORKS, TLS_CERT, TLS_KEY, ACME_DOMAINS, ACME_CONTACT,\n\
         ACME_DIRECTORY, ACME_CA_ROOT, SHUTDOWN_GRACE_SECS, METRICS_LISTEN, RUST_LOG, LOG_FORMAT.\n\
-        The subcommands work on the store CACHE names (a directory, or a bucket with the AWS_*\n\
-        variables), beside a server that may be running on it.";
+        The subcommands work on the store CACHE names (a directory, or a bucket with the AWS\n\
+        settings), beside a server that may be running on it.";
 
     /// A pull-through mirror of Docker Hub and other registries. With no subcommand, it serves.
     #[derive(clap::Parser)]
