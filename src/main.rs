@@ -123,6 +123,7 @@ mod server {
             return Err("ACME_DOMAINS and TLS_CERT: choose one way to HTTPS".to_string());
         }
         let config_store = config.store.clone();
+        let registries = config.registries.clone();
         let mut driver = Driver::new(Mirror::new(config), settings)?;
         if let Some(store) = &store {
             driver = driver.with_store(store.clone());
@@ -132,7 +133,8 @@ mod server {
             StoreSetting::Directory(dir) => Some(PathBuf::from(dir).join("usage.json")),
             _ => None,
         };
-        let metrics = metrics_listen.map(|_| Metrics::keeping_usage_in(usage_file));
+        let metrics =
+            metrics_listen.map(|_| Metrics::keeping_usage_in(usage_file, Some(registries)));
         if let Some(metrics) = &metrics {
             driver = driver.with_metrics(metrics.clone());
         }

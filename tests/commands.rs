@@ -345,6 +345,10 @@ fn usage_shows_the_pulls_made() {
             "{expected} is not on the page: {dom}"
         );
     }
+    assert!(
+        !dom.contains(">docker.io/alpine<"),
+        "alpine and library/alpine counted apart: {dom}"
+    );
     assert!(shot.exists(), "no screenshot");
     let (status, out) = curl(&_mirror, "/usage", &[]);
     assert_eq!(status, 404, "/usage on the public address: {out}");
@@ -536,4 +540,53 @@ fn warm_through_fills_a_mirror_by_pulling_through_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A Lambda deployment's store is a bucket: `warm` fills it from outside (as from a laptop),
+/// `verify` and `usage` read it, and a server on that bucket then fetches no blob upstream.
+#[test]
+fn warm_fills_a_bucket_store() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let bucket = f.create_bucket("commands-warm");
+    let mut settings: Vec<(String, String)> = store_settings(&run_dir().join("unused"), &front)
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "mirror"));
+    let (status, out, _) = command(&settings, &["warm", short(V2S2)]);
+    assert_eq!(status, 0, "{out}");
+    let keys = f.bucket_keys(&bucket, "mirror/");
+    for blob in blobs_of(V2S2) {
+        let hex = blob.split_once(':').unwrap().1;
+        assert!(
+            keys.iter()
+                .any(|k| k.ends_with(&format!("blobs/sha256/{hex}"))),
+            "{blob} is not in the bucket: {keys:?}"
+        );
+    }
+    let (status, out, _) = command(&settings, &["verify"]);
+    assert_eq!(status, 0, "{out}");
+    let (status, out, _) = command(&settings, &["usage"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains(&format!("s3://{bucket}/mirror")), "{out}");
+    let mirror = LocalServer.start("commands-warm-bucket", &settings);
+    assert_same_as_direct(&mirror, short(V2S2), &[], None);
+    assert_no_blob_fetched(&mirror, 0);
+}
+
+/// An image the upstream does not have fails alone: the others are warmed, the exit status is 1.
+#[test]
+fn warm_says_which_image_failed() {
+    let _serial = serial();
+    let f = fixture();
+    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let store = run_dir().join("commands-warm-missing");
+    let settings = store_settings(&store, &front);
+    let (status, out, _) = command(&settings, &["warm", "alpine:no-such-tag", short(V2S2)]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("failed   alpine:no-such-tag: 404"), "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+    assert!(out.contains(&blobs_of(V2S2)[0]), "{out}");
 }

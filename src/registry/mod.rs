@@ -330,6 +330,18 @@ impl Registries {
         Ok((registry, upstream_names))
     }
 
+    /// The name the upstream `registry` knows a client's repository `name` by, for a request the
+    /// mirror has already routed there (`alpine` and `docker.io/library/alpine` are both
+    /// `library/alpine` on Docker Hub); `name` as it is for a registry not in the table.
+    pub fn upstream_repository(&self, registry: &str, name: &str) -> String {
+        let Some(index) = self.by_name(registry) else {
+            return name.to_string();
+        };
+        let prefix = format!("{registry}/");
+        let bare = name.strip_prefix(&prefix).unwrap_or(name);
+        self.entries[index].upstream_name(bare)
+    }
+
     /// Which registry a (grammar-checked) repository name is for, in this order:
     /// 1. `ns` (containerd's mirror parameter), when given; a registry prefix in the name still
     ///    wins, as containerd sends `ns` with `override_path` paths too;

@@ -168,3 +168,23 @@ fn builtin_settings() {
         UpstreamUrl::parse(b.upstream).unwrap();
     }
 }
+
+#[test]
+fn a_routed_name_reads_as_the_upstream_knows_it() {
+    let t = table();
+    assert_eq!(
+        t.upstream_repository("docker.io", "alpine"),
+        "library/alpine"
+    );
+    assert_eq!(
+        t.upstream_repository("docker.io", "docker.io/library/alpine"),
+        "library/alpine"
+    );
+    assert_eq!(t.upstream_repository("docker.io", "team/app"), "team/app");
+    assert_eq!(
+        t.upstream_repository("ghcr.io", "ghcr.io/owner/app"),
+        "owner/app"
+    );
+    assert_eq!(t.upstream_repository("ghcr.io", "owner/app"), "owner/app");
+    assert_eq!(t.upstream_repository("nowhere", "a/b"), "a/b");
+}

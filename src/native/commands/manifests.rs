@@ -66,6 +66,15 @@ pub enum Platforms {
     These(Vec<String>),
 }
 
+impl std::fmt::Display for Platforms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Platforms::All => f.write_str("all"),
+            Platforms::These(list) => f.write_str(&list.join(",")),
+        }
+    }
+}
+
 impl Platforms {
     /// `all`, or `linux/amd64,linux/arm64/v8`.
     pub fn parse(text: &str) -> Result<Platforms, String> {

@@ -59,11 +59,15 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
-        Metrics::keeping_usage_in(None)
+        Metrics::keeping_usage_in(None, None)
     }
 
-    /// Metrics whose `/usage` figures are kept in `file` (the store's directory) across restarts.
-    pub fn keeping_usage_in(file: Option<std::path::PathBuf>) -> Arc<Metrics> {
+    /// Metrics whose `/usage` figures are kept in `file` (the store's directory) across restarts,
+    /// repositories named as `registries`' upstreams know them.
+    pub fn keeping_usage_in(
+        file: Option<std::path::PathBuf>,
+        registries: Option<crate::registry::Registries>,
+    ) -> Arc<Metrics> {
         let (requests, bytes) = (Family::default(), Family::default());
         let (upstream_requests, counted_pulls) = (Family::default(), Family::default());
         let (pulls_left, store) = (Family::default(), Family::default());
@@ -107,7 +111,7 @@ impl Metrics {
             store,
             store_bytes,
             in_flight,
-            usage: Usage::new(file),
+            usage: Usage::new(file, registries),
         })
     }
 

@@ -183,7 +183,7 @@ impl Warm {
             };
             match refers(&answer.body, &self.platforms) {
                 Ok(found) if found.manifests.is_empty() && found.blobs.is_empty() => {
-                    return failed(format!("no manifest for {:?}", self.platforms))
+                    return failed(format!("no manifest for the platforms {}", self.platforms))
                 }
                 Ok(found) => {
                     pending.extend(found.manifests);

@@ -10,6 +10,7 @@ mod page;
 pub use page::render;
 
 use crate::mirror::Summary;
+use crate::registry::Registries;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ pub struct Usage {
     figures: Mutex<Figures>,
     file: Option<PathBuf>,
     changed: AtomicBool,
+    /// To count `alpine` and `library/alpine` as the one repository they are.
+    registries: Option<Registries>,
 }
 
 /// The name a request's figures go under: the user, or `anonymous`.
@@ -84,8 +87,9 @@ fn seconds(time: SystemTime) -> u64 {
 }
 
 impl Usage {
-    /// Figures kept in `file` (read back from it when it is there), or in memory only.
-    pub fn new(file: Option<PathBuf>) -> Usage {
+    /// Figures kept in `file` (read back from it when it is there), or in memory only;
+    /// repositories named as `registries`' upstreams know them.
+    pub fn new(file: Option<PathBuf>, registries: Option<Registries>) -> Usage {
         let figures = file
             .as_ref()
             .and_then(|f| std::fs::read(f).ok())
@@ -95,6 +99,7 @@ impl Usage {
             figures: Mutex::new(figures),
             file,
             changed: AtomicBool::new(false),
+            registries,
         }
     }
 
@@ -120,6 +125,10 @@ impl Usage {
         let hour = figures.hours.entry(now / 3600).or_default();
         if let Some(repository) = &summary.repository {
             let registry = summary.upstream.as_deref().unwrap_or("");
+            let repository = match &self.registries {
+                Some(registries) => registries.upstream_repository(registry, repository),
+                None => repository.clone(),
+            };
             let name = format!("{registry}/{repository}");
             *hour.users.entry(user_of(summary)).or_default() += tally;
             *hour.repositories.entry(name).or_default() += tally;

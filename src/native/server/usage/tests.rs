@@ -19,7 +19,7 @@ fn pulls_and_bytes_are_kept_by_user_and_repository_and_survive_a_restart() {
     let file = dir.join("usage.json");
     let _ = std::fs::remove_file(&file);
     let now = SystemTime::now();
-    let usage = Usage::new(Some(file.clone()));
+    let usage = Usage::new(Some(file.clone()), None);
     usage.count(
         true,
         &summary(Some("alice"), "library/alpine", Some("hit")),
@@ -45,7 +45,7 @@ fn pulls_and_bytes_are_kept_by_user_and_repository_and_survive_a_restart() {
     );
     usage.save().unwrap();
 
-    let again = Usage::new(Some(file.clone()));
+    let again = Usage::new(Some(file.clone()), None);
     let figures = again.snapshot();
     let day = since(&figures, seconds(now) - 24 * 3600);
     assert_eq!(
@@ -80,7 +80,7 @@ fn pulls_and_bytes_are_kept_by_user_and_repository_and_survive_a_restart() {
 
 #[test]
 fn names_are_escaped_on_the_page() {
-    let usage = Usage::new(None);
+    let usage = Usage::new(None, None);
     usage.count(
         true,
         &summary(Some("<script>"), "a", None),
