@@ -89,8 +89,9 @@ pub fn render(figures: &Figures, now: u64, kept: &str) -> String {
     }
     let _ = write!(
         html,
-        "</table><p>A pull is a manifest GET answered 2xx (a multi-platform image is two). {}</p>\
-         </body></html>",
+        "</table><p>A pull is a manifest GET answered 2xx (a multi-platform image is two). Users \
+         are named on a mirror with WHITE_LIST, whose tokens carry them; an open mirror passes the \
+         registry's own tokens on and counts its clients as anonymous. {}</p></body></html>",
         escape(kept)
     );
     html
