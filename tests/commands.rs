@@ -6,10 +6,14 @@ mod support;
 
 use std::process::Command;
 use std::sync::atomic::Ordering;
+use support::commands::{
+    assert_no_blob_fetched, chromium, command, docs_queries_answer_over, set_up, store_settings,
+    Setup,
+};
 use support::faults::{Fault, FaultFront};
 use support::fixture::{fixture, run_dir, ALICE};
 use support::images::{OCI_INDEX, V2S2};
-use support::mirrors::{with, LocalServer, Mirror, Runtime};
+use support::mirrors::{LocalServer, Mirror, Runtime};
 use support::suite::{assert_same_as_direct, curl, mirror_token};
 
 /// One test at a time: each counts the fixture's requests, which the others would move.
@@ -17,28 +21,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The settings of a store in `dir` of its own, whose Docker Hub is `front`.
-fn store_settings(dir: &std::path::Path, front: &FaultFront) -> Vec<(String, String)> {
-    let cache = format!("file://{}", dir.display());
-    let upstream = format!("http://{}", front.addr);
-    with(&[("CACHE", &cache), ("UPSTREAM_DOCKER_IO", &upstream)])
-}
-
-/// `registry-mirror ARGS…` with `settings`: its status, standard output and standard error.
-fn command(settings: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_registry-mirror"))
-        .args(args)
-        .envs(settings.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    eprintln!("$ registry-mirror {}\n{stdout}{stderr}", args.join(" "));
-    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 fn blobs_of(reference: &str) -> Vec<String> {
@@ -55,11 +37,13 @@ fn short(reference: &str) -> &str {
 #[test]
 fn warmed_images_pull_with_no_upstream_fetch_and_while_docker_hub_is_down() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-warm");
-    let settings = store_settings(&store, &front);
+    let Setup {
+        front,
+        store: _store,
+        settings,
+    } = set_up("commands-warm");
 
+    let f = fixture();
     let gets_before = f.storage_gets_of(&blobs_of(V2S2));
     let (status, out, _) = command(&settings, &["warm", short(V2S2), short(OCI_INDEX)]);
     assert_eq!(status, 0, "warm failed: {out}");
@@ -94,26 +78,14 @@ fn warmed_images_pull_with_no_upstream_fetch_and_while_docker_hub_is_down() {
     front.set(Fault::None);
 }
 
-/// The mirror answered every blob request after the first `logged` lines from its store (the
-/// direct pulls the tests compare with go to the fixture too, so its counts would not tell).
-fn assert_no_blob_fetched(mirror: &Mirror, logged: usize) {
-    let blobs: Vec<_> = mirror.requests()[logged..]
-        .iter()
-        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
-        .cloned()
-        .collect();
-    assert!(!blobs.is_empty(), "no blob was asked");
-    let fetched: Vec<_> = blobs.iter().filter(|r| r["cache"] != "hit").collect();
-    assert!(fetched.is_empty(), "blobs not from the store: {fetched:?}");
-}
-
 /// Bad input is refused before anything is done, with the reason and exit status 2.
 #[test]
 fn warm_refuses_bad_input_with_a_reason() {
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-bad-input");
-    let settings = store_settings(&store, &front);
+    let Setup {
+        front: _front,
+        store,
+        settings,
+    } = set_up("commands-bad-input");
     for (args, says) in [
         (&["warm"][..], "no image named"),
         (&["warm", "alpine:bad tag"], "not a tag"),
@@ -134,28 +106,17 @@ fn warm_refuses_bad_input_with_a_reason() {
     );
 }
 
-/// Every file under `dir`.
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        match entry.metadata().is_ok_and(|m| m.is_dir()) {
-            true => found.extend(files(&entry.path())),
-            false => found.push(entry.path()),
-        }
-    }
-    found
-}
-
 /// With `TAG_TTL_SECS`, a stored tag is answered from its record without asking Docker Hub; after
 /// `purge` (the server still running) the next request for it asks Docker Hub again; `--blobs`
 /// deletes the image's manifest and blobs, but not what another stored image still uses.
 #[test]
 fn a_purged_tag_is_asked_upstream_again() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-purge");
-    let mut settings = store_settings(&store, &front);
+    let Setup {
+        front,
+        store,
+        mut settings,
+    } = set_up("commands-purge");
     settings.push(("TAG_TTL_SECS".into(), "3600".into()));
     let mirror = LocalServer.start("commands-purge", &settings);
     let path = "/v2/alpine/manifests/v2s2";
@@ -185,7 +146,7 @@ fn a_purged_tag_is_asked_upstream_again() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (status, out, _) = command(&settings, &["purge", "--blobs", "alpine:v2s2"]);
     assert_eq!(status, 0, "{out}");
-    let held: Vec<String> = files(&store.join("objects"))
+    let held: Vec<String> = support::process::files(&store.join("objects"))
         .iter()
         .map(|p| p.display().to_string())
         .collect();
@@ -225,7 +186,7 @@ fn a_purged_tag_is_asked_upstream_again() {
     assert!(!own.is_empty(), "big shares every layer with alpine");
     let (status, out, _) = command(&settings, &["purge", "--blobs", "big"]);
     assert_eq!(status, 0, "{out}");
-    let held: Vec<String> = files(&store.join("objects"))
+    let held: Vec<String> = support::process::files(&store.join("objects"))
         .iter()
         .map(|p| p.display().to_string())
         .collect();
@@ -242,9 +203,9 @@ fn a_purged_tag_is_asked_upstream_again() {
         assert!(stored(blob), "alpine:oci lost {blob}");
     }
 
-    let gets_before = f.storage_gets_of(&oci.blob_digests);
+    let logged = mirror.requests().len();
     assert_same_as_direct(&mirror, "alpine:oci", &[], None);
-    assert_eq!(f.storage_gets_of(&oci.blob_digests), gets_before);
+    assert_no_blob_fetched(&mirror, logged);
     assert_same_as_direct(&mirror, short(V2S2), &[], None);
 }
 
@@ -254,10 +215,11 @@ fn a_purged_tag_is_asked_upstream_again() {
 #[test]
 fn verify_finds_and_removes_a_corrupted_object() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-verify");
-    let settings = store_settings(&store, &front);
+    let Setup {
+        front: _front,
+        store,
+        settings,
+    } = set_up("commands-verify");
     let (status, out, _) = command(&settings, &["warm", short(V2S2)]);
     assert_eq!(status, 0, "{out}");
     let (status, out, _) = command(&settings, &["verify"]);
@@ -301,11 +263,12 @@ fn verify_finds_and_removes_a_corrupted_object() {
 #[test]
 fn usage_shows_the_pulls_made() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-usage");
+    let Setup {
+        front,
+        store: _store,
+        mut settings,
+    } = set_up("commands-usage");
     let listen = format!("127.0.0.1:{}", support::process::free_port());
-    let mut settings = store_settings(&store, &front);
     settings.push(("METRICS_LISTEN".into(), listen.clone()));
     let mirror = LocalServer.start("commands-usage", &settings);
     assert_same_as_direct(&mirror, short(V2S2), &[], None);
@@ -378,40 +341,6 @@ fn usage_shows_the_pulls_made() {
     assert_eq!(status, 404, "/usage on the public address: {out}");
 }
 
-/// The page at `url` as headless Chromium renders it (its DOM), and a screenshot of it in `shot`.
-fn chromium(url: &str, shot: &std::path::Path) -> String {
-    let browser = support::process::need("chromium");
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--window-size=1200,900",
-    ];
-    let out = Command::new(&browser)
-        .args(common)
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&browser)
-        .args(common)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 /// Each subcommand says what it does, its arguments and an example or its exit status.
 #[test]
 fn every_subcommand_explains_itself() {
@@ -442,102 +371,16 @@ fn every_subcommand_explains_itself() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The fenced blocks of `docs/operations.md` in `language`.
-fn doc_blocks(language: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
-        .unwrap();
-    let fence = format!("```{language}\n");
-    text.split(&fence)
-        .skip(1)
-        .map(|rest| rest[..rest.find("```").unwrap()].to_string())
-        .collect()
-}
-
-/// Every query of docs/operations.md over the JSON lines of `log`: the `jq` ones run in full and
-/// name the repository pulled; for the Logs Insights ones, every field they name is in the lines,
-/// and every value they compare a field with is one of that field's values.
-fn docs_queries_answer_over(log: &str) {
-    let lines: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(&l[l.find('{')?..]).ok())
-        .collect();
-    let file = run_dir().join("usage-lines.json");
-    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    std::fs::write(&file, text.join("\n")).unwrap();
-    let jq = doc_blocks("jq");
-    assert!(jq.len() >= 2, "no jq query in the docs");
-    for query in jq {
-        let out = Command::new(support::process::need("jq"))
-            .args(["-s", &query])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let answer = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{query}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            answer.contains("alpine") || answer.contains("\"hit\"") || answer.contains("\"miss\""),
-            "{query} answered nothing useful: {answer}"
-        );
-    }
-    let insights = doc_blocks("logs-insights");
-    assert!(insights.len() >= 3, "no Logs Insights query in the docs");
-    let requests: Vec<&serde_json::Value> =
-        lines.iter().filter(|l| l["message"] == "request").collect();
-    assert!(!requests.is_empty(), "no request line in the log");
-    let keywords = [
-        "filter", "stats", "sort", "by", "as", "and", "or", "desc", "count", "sum", "latest",
-    ];
-    for query in insights {
-        // Fields: the identifiers that are not keywords, names given with `as`, or literals.
-        let mut named_as = Vec::new();
-        let words: Vec<&str> = query
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '"'))
-            .filter(|w| !w.is_empty())
-            .collect();
-        for pair in words.windows(2) {
-            if pair[0] == "as" {
-                named_as.push(pair[1]);
-            }
-        }
-        for word in &words {
-            let field = !word.starts_with('"')
-                && !word.chars().all(|c| c.is_ascii_digit())
-                && !keywords.contains(word)
-                && !named_as.contains(word);
-            if field {
-                assert!(
-                    requests.iter().any(|l| l.get(*word).is_some()),
-                    "{query}: no line has the field {word}"
-                );
-            }
-        }
-        // `field = "value"`: some line has that value.
-        for part in query.split(" and ").flat_map(|p| p.split("filter ")) {
-            if let Some((field, value)) = part.split_once(" = \"") {
-                let field = field.trim();
-                let value = value.split('"').next().unwrap();
-                assert!(
-                    lines.iter().any(|l| l[field] == value),
-                    "{query}: no line has {field} = {value:?}"
-                );
-            }
-        }
-    }
-}
-
 /// `scripts/warm-through` pulls images through a mirror, which stores them: the next pull
 /// fetches no blob upstream.
 #[test]
 fn warm_through_fills_a_mirror_by_pulling_through_it() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-warm-through");
-    let settings = store_settings(&store, &front);
+    let Setup {
+        front: _front,
+        store: _store,
+        settings,
+    } = set_up("commands-warm-through");
     let mirror = LocalServer.start("commands-warm-through", &settings);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/warm-through");
     let out = Command::new(script)
@@ -604,10 +447,11 @@ fn warm_fills_a_bucket_store() {
 #[test]
 fn warm_says_which_image_failed() {
     let _serial = serial();
-    let f = fixture();
-    let front = FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let store = run_dir().join("commands-warm-missing");
-    let settings = store_settings(&store, &front);
+    let Setup {
+        front: _front,
+        store: _store,
+        settings,
+    } = set_up("commands-warm-missing");
     let (status, out, _) = command(&settings, &["warm", "alpine:no-such-tag", short(V2S2)]);
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("failed   alpine:no-such-tag: 404"), "{out}");

@@ -25,18 +25,6 @@ fn blobs_of(reference: &str) -> Vec<String> {
     fixture().images.get(reference).blob_digests.clone()
 }
 
-/// Every file under `dir`.
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        match entry.metadata().is_ok_and(|m| m.is_dir()) {
-            true => found.extend(files(&entry.path())),
-            false => found.push(entry.path()),
-        }
-    }
-    found
-}
-
 /// Two containers on one volume are both PID 1, in PID namespaces of their own: the second
 /// server refuses the directory (it would share temporary names and delete the first's), and
 /// the first goes on serving whole, verified pulls.
@@ -231,7 +219,7 @@ fn a_compressing_proxy_before_the_registry_breaks_no_pull() {
     assert_same_as_direct(&mirror, V2S2, &[], None);
     // Again, from the store.
     assert_same_as_direct(&mirror, V2S2, &[], None);
-    let manifests = files(&store.join("objects/v1/docker.io/manifests"));
+    let manifests = support::process::files(&store.join("objects/v1/docker.io/manifests"));
     assert!(!manifests.is_empty(), "no manifest was stored");
 }
 
@@ -249,10 +237,10 @@ fn one_large_layer_does_not_empty_the_store() {
     );
     assert_same_as_direct(&mirror, V2S2, &[], None);
     let objects = store.join("objects");
-    let before = files(&objects);
+    let before = support::process::files(&objects);
     assert!(!before.is_empty());
     assert_same_as_direct(&mirror, BIG, &[], None);
-    let after = files(&objects);
+    let after = support::process::files(&objects);
     for kept in &before {
         assert!(after.contains(kept), "{} was evicted", kept.display());
     }
@@ -313,7 +301,7 @@ fn a_full_disk_costs_no_pull() {
         .unwrap()
         .1
         .to_string();
-    let kept = files(&disk.join("objects"));
+    let kept = support::process::files(&disk.join("objects"));
     assert!(
         !disk
             .join("objects/v1/docker.io/blobs/sha256")
@@ -322,7 +310,7 @@ fn a_full_disk_costs_no_pull() {
         "a layer larger than the disk was kept"
     );
     assert!(
-        files(&disk.join("tmp")).is_empty(),
+        support::process::files(&disk.join("tmp")).is_empty(),
         "a failed write left its temporary file"
     );
     assert!(!kept.is_empty(), "the small image was not kept");

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod clients;
 pub mod cloudfront;
+pub mod commands;
 pub mod faults;
 pub mod fixture;
 pub mod function_url;

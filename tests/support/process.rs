@@ -169,3 +169,15 @@ pub fn need(program: &str) -> String {
          run ./scripts/test (it installs them) or install the Debian package that has {program}."
     );
 }
+
+/// Every file under `dir`.
+pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.metadata().is_ok_and(|m| m.is_dir()) {
+            true => found.extend(files(&entry.path())),
+            false => found.push(entry.path()),
+        }
+    }
+    found
+}

@@ -72,6 +72,3 @@ pub fn progress(what: &str) -> indicatif::ProgressBar {
 pub fn report(bar: &indicatif::ProgressBar, line: String) {
     bar.suspend(|| println!("{line}"));
 }
-
-#[cfg(test)]
-mod tests;
