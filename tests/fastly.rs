@@ -81,3 +81,11 @@ fn stored_images_pull_while_docker_hub_throttles_or_is_down() {
 fn allowed_networks_pull_without_login() {
     support::suite::allowed_networks_pull_without_login(&Viceroy);
 }
+
+/// The `jq` queries docs/operations.md gives for Fastly's streamed logs answer over the lines
+/// this binary writes.
+#[test]
+fn the_docs_log_queries_read_the_edges_lines() {
+    support::suite::skopeo_pulls_short_names(&MIRRORS);
+    support::commands::jq_queries_answer_over(&MIRRORS.open().log_text());
+}

@@ -422,3 +422,11 @@ fn relay_users_reach_stored_blobs_through_the_relay() {
         "stored blobs were fetched past the relay"
     );
 }
+
+/// The CloudWatch Logs Insights queries of docs/operations.md name the fields and values of the
+/// lines the function writes.
+#[test]
+fn the_docs_log_queries_read_the_functions_lines() {
+    support::suite::skopeo_pulls_short_names(&MIRRORS);
+    support::commands::insights_queries_answer_over(&MIRRORS.open().log_text());
+}

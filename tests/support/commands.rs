@@ -107,17 +107,29 @@ pub fn doc_blocks(language: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every query of docs/operations.md over the JSON lines of `log`: the `jq` ones run in full and
-/// name the repository pulled; for the Logs Insights ones, every field they name is in the lines,
-/// and every value they compare a field with is one of that field's values.
-pub fn docs_queries_answer_over(log: &str) {
+/// The JSON lines of `log` (any runtime's), written to a file for the queries.
+fn json_lines(log: &str) -> (Vec<serde_json::Value>, std::path::PathBuf) {
     let lines: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str(&l[l.find('{')?..]).ok())
         .collect();
-    let file = run_dir().join("usage-lines.json");
+    let file = run_dir().join(format!("lines-{}.json", super::process::free_port()));
     let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     std::fs::write(&file, text.join("\n")).unwrap();
+    (lines, file)
+}
+
+/// Every query of docs/operations.md over the JSON lines of `log` (a local server's or the Lambda
+/// binary's: their message field is `message`).
+pub fn docs_queries_answer_over(log: &str) {
+    jq_queries_answer_over(log);
+    insights_queries_answer_over(log);
+}
+
+/// The `jq` queries of docs/operations.md run over the JSON lines of `log` (any runtime's) and
+/// name the repository pulled, or the store's answers.
+pub fn jq_queries_answer_over(log: &str) {
+    let (_, file) = json_lines(log);
     let jq = doc_blocks("jq");
     assert!(jq.len() >= 2, "no jq query in the docs");
     for query in jq {
@@ -137,6 +149,12 @@ pub fn docs_queries_answer_over(log: &str) {
             "{query} answered nothing useful: {answer}"
         );
     }
+}
+
+/// For each Logs Insights query of docs/operations.md, every field it names is in the request
+/// lines of `log`, and every value it compares a field with is one of that field's values.
+pub fn insights_queries_answer_over(log: &str) {
+    let (lines, _) = json_lines(log);
     let insights = doc_blocks("logs-insights");
     assert!(insights.len() >= 3, "no Logs Insights query in the docs");
     let requests: Vec<&serde_json::Value> =
