@@ -28,10 +28,18 @@ impl ContentStore {
             StoreSetting::Bucket { bucket, prefix } => {
                 Backend::Bucket(super::bucket::BucketStore::open(bucket, prefix)?)
             }
-            other => {
-                return Err(format!(
-                    "CACHE names no store here ({other:?}): set CACHE=file:///path or s3://bucket"
-                ))
+            StoreSetting::Edge => {
+                return Err(
+                    "CACHE=edge is Fastly's cache, out of reach from here: warm it through \
+                     the edge (scripts/warm-through)"
+                        .into(),
+                )
+            }
+            StoreSetting::None | StoreSetting::Unset => {
+                return Err(
+                    "CACHE=none names no store: set CACHE=file:///path or s3://bucket/prefix"
+                        .into(),
+                )
             }
         };
         if let Backend::Disk(disk) = &backend {

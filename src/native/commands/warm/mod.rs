@@ -163,14 +163,12 @@ impl Warm {
     /// One image: its manifest (and an index's children for the platforms asked), then every
     /// blob they refer to.
     async fn image(&self, image: Image) {
-        let failed = |why: String| {
-            self.tally.failed.fetch_add(1, Ordering::Relaxed);
-            report(&self.bar, format!("failed   {image}: {why}"));
-        };
+        let failed = |why: String| self.failed(&image.to_string(), why);
         let Some(registry) = self.registry_of(&image.name) else {
             return failed("no configured registry serves this name".into());
         };
         let mut client = Client::new(&self.driver, &image.name);
+        self.bar.inc_length(1);
         let mut pending = vec![image.reference.clone()];
         let mut blobs = Vec::new();
         while let Some(reference) = pending.pop() {
@@ -186,6 +184,7 @@ impl Warm {
                     return failed(format!("no manifest for the platforms {}", self.platforms))
                 }
                 Ok(found) => {
+                    self.bar.inc_length(found.manifests.len() as u64);
                     pending.extend(found.manifests);
                     blobs.extend(found.blobs);
                 }
@@ -194,6 +193,7 @@ impl Warm {
         }
         blobs.sort();
         blobs.dedup();
+        self.bar.inc_length(blobs.len() as u64);
         let name = image.name.clone();
         futures_util::stream::iter(blobs)
             .map(|(digest, size)| {
@@ -269,9 +269,9 @@ impl Warm {
     /// Says what became of an object the mirror answered: skipped when the store served it,
     /// stored when the store holds it now, failed otherwise.
     async fn confirm(&self, answer: &Answer, key: &str, what: &str) {
-        self.bar.inc_length(1);
-        self.bar.inc(1);
-        if answer.summary.store == Some("hit") {
+        // Served from the store: fresh (`hit`), or while the upstream fails (`stale`).
+        if matches!(answer.summary.store, Some("hit" | "stale")) {
+            self.bar.inc(1);
             self.tally.skipped.fetch_add(1, Ordering::Relaxed);
             return report(&self.bar, format!("skipped  {what} (stored already)"));
         }
@@ -281,6 +281,7 @@ impl Warm {
         drop(claim);
         match found {
             Some((_, stored)) => {
+                self.bar.inc(1);
                 self.tally.stored.fetch_add(1, Ordering::Relaxed);
                 self.tally
                     .stored_bytes
@@ -309,6 +310,7 @@ impl Warm {
     }
 
     fn failed(&self, what: &str, why: String) {
+        self.bar.inc(1);
         self.tally.failed.fetch_add(1, Ordering::Relaxed);
         report(&self.bar, format!("failed   {what}: {why}"));
     }
