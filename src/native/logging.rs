@@ -10,10 +10,26 @@ use std::time::Duration;
 
 /// Sets up `tracing` from `RUST_LOG` and `LOG_FORMAT`; logs go to standard error.
 pub fn init(default_format: &str) -> Result<(), String> {
+    init_at(
+        default_format,
+        tracing_subscriber::filter::LevelFilter::INFO,
+    )
+}
+
+/// The log of an owner's command: warnings and errors only, unless `RUST_LOG` says otherwise
+/// (its report is on standard output).
+pub fn init_for_command() -> Result<(), String> {
+    init_at("text", tracing_subscriber::filter::LevelFilter::WARN)
+}
+
+fn init_at(
+    default_format: &str,
+    default_level: tracing_subscriber::filter::LevelFilter,
+) -> Result<(), String> {
     // A level, not a per-module filter: that keeps a regex engine out of the Lambda package.
     let level = std::env::var("RUST_LOG").unwrap_or_default();
     let filter = match level.trim() {
-        "" => tracing_subscriber::filter::LevelFilter::INFO,
+        "" => default_level,
         other => other
             .parse::<tracing_subscriber::filter::LevelFilter>()
             .map_err(|_| {

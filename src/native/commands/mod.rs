@@ -37,8 +37,9 @@ pub fn open_store(config: &mut Config) -> Result<Arc<ContentStore>, String> {
     ContentStore::open_for_command(config)
 }
 
-/// A runtime for one command.
+/// A runtime for one command, and its log (warnings, on standard error).
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    crate::native::logging::init_for_command()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

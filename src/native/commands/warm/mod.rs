@@ -275,12 +275,8 @@ impl Warm {
             self.tally.skipped.fetch_add(1, Ordering::Relaxed);
             return report(&self.bar, format!("skipped  {what} (stored already)"));
         }
-        // The store commits once the last byte is checked; a write in flight is waited for.
-        let wait = std::time::Duration::from_secs(60);
-        let (found, claim) = self.store.look_up(key, wait).await;
-        drop(claim);
-        match found {
-            Some((_, stored)) => {
+        match self.stored(key).await {
+            Some(stored) => {
                 self.bar.inc(1);
                 self.tally.stored.fetch_add(1, Ordering::Relaxed);
                 self.tally
@@ -302,11 +298,27 @@ impl Warm {
                     .is_some_and(|max| answer.length > max);
                 let why = match too_large {
                     true => "relayed but not kept: larger than a quarter of CACHE_MAX_BYTES",
-                    false => "the store did not keep it (see the log above)",
+                    false => "the store did not keep it (see the warning above)",
                 };
                 self.failed(what, why.to_string());
             }
         }
+    }
+
+    /// The object at `key`, once the store has made it visible. The store commits after the
+    /// client's last byte (its `fsync` and rename are off the client's path), so a write in
+    /// flight is waited for, and the object is looked for again a few times after.
+    async fn stored(&self, key: &str) -> Option<crate::store::Stored> {
+        let wait = std::time::Duration::from_secs(60);
+        for _ in 0..VISIBLE_TRIES {
+            let (found, claim) = self.store.look_up(key, wait).await;
+            drop(claim);
+            if let Some((_, stored)) = found {
+                return Some(stored);
+            }
+            tokio::time::sleep(VISIBLE_PAUSE).await;
+        }
+        None
     }
 
     fn failed(&self, what: &str, why: String) {
@@ -315,6 +327,10 @@ impl Warm {
         report(&self.bar, format!("failed   {what}: {why}"));
     }
 }
+
+/// How many times, and how far apart, an object just relayed is looked for in the store.
+const VISIBLE_TRIES: u32 = 20;
+const VISIBLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The `Host` of `client`'s requests, for choosing a registry the same way.
 const HOST_OF_REQUESTS: &str = "127.0.0.1";
