@@ -280,6 +280,12 @@ fn usage_shows_the_pulls_made() {
         .lines()
         .find(|l| l.contains("docker.io/library/alpine"))
         .unwrap_or_else(|| panic!("no docker.io/library/alpine: {out}"));
+    let served = &out[out
+        .find("least recently served")
+        .expect("least recently served")..];
+    for blob in blobs_of(V2S2) {
+        assert!(served.contains(blob.split_once(':').unwrap().1), "{out}");
+    }
     let objects = 1 + blobs_of(V2S2).len();
     assert!(
         alpine.contains(&format!(" {objects} object(s)")),

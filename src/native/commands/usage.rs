@@ -1,6 +1,7 @@
 //! `registry-mirror usage`: what the store holds, for the owner deciding what to keep: objects and
-//! bytes by registry and by repository, and the least recently served (a directory keeps each
-//! object's last use as its file's time; a bucket's time is when the object was written). The
+//! bytes by registry and by repository, the oldest (a file's birth time, where the file system
+//! keeps one) and the least recently served (a directory keeps each object's last use as its
+//! file's time; a bucket's time is when the object was written). The
 //! pulls of a running server, by user and repository, are on its `/usage` page instead
 //! (`METRICS_LISTEN`).
 //!
@@ -14,14 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-/// Show what the store holds, by registry and repository, and the least recently served
+/// Show what the store holds, by registry and repository, the oldest and least recently served
 #[derive(clap::Args)]
 #[command(
     after_help = "The pulls by user and repository, the store's hit ratio and the pulls \
     Docker Hub says are left are on the running server's /usage page (METRICS_LISTEN)."
 )]
 pub struct Args {
-    /// How many of the least recently served objects to list
+    /// How many of the oldest and of the least recently served objects to list
     #[arg(long, default_value_t = 10, value_name = "N")]
     oldest: usize,
 }
@@ -54,7 +55,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut content = BTreeMap::new();
     let mut recorded: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let (mut records, mut registries) = (Count::default(), BTreeMap::<String, Count>::new());
-    let mut by_use = Vec::new();
+    let (mut by_use, mut by_age) = (Vec::new(), Vec::new());
     for object in &listed {
         match Key::parse(&object.key) {
             Some(Key::Blob { registry, digest } | Key::Manifest { registry, digest }) => {
@@ -64,6 +65,9 @@ pub fn run(args: Args) -> ExitCode {
                     .add(object.bytes);
                 content.insert((registry, digest), object.bytes);
                 by_use.push((object.last_used, &object.key, object.bytes));
+                if let Some(stored_at) = object.stored_at {
+                    by_age.push((stored_at, &object.key, object.bytes));
+                }
             }
             Some(Key::Public {
                 registry,
@@ -127,8 +131,16 @@ pub fn run(args: Args) -> ExitCode {
             bytes(count.bytes)
         );
     }
+    by_age.sort();
+    println!("\noldest (stored first):");
+    if by_age.is_empty() {
+        println!("  (this file system keeps no time of creation)");
+    }
+    for (stored_at, key, size) in by_age.iter().take(args.oldest) {
+        println!("  {}  {key} ({})", age(*stored_at), bytes(*size));
+    }
     by_use.sort();
-    println!("\nleast recently served (oldest first):");
+    println!("\nleast recently served (first the longest unused):");
     for (last_used, key, size) in by_use.iter().take(args.oldest) {
         println!("  {}  {key} ({})", age(*last_used), bytes(*size));
     }

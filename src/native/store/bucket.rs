@@ -398,6 +398,7 @@ impl BucketStore {
                     key,
                     bytes: meta.size,
                     last_used: meta.last_modified.into(),
+                    stored_at: Some(meta.last_modified.into()),
                 })
             })
             .collect())

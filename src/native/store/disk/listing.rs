@@ -15,6 +15,9 @@ pub struct Listed {
     pub bytes: u64,
     /// When it was last served (a directory) or written (a bucket).
     pub last_used: SystemTime,
+    /// When it was stored: a file's birth time, where the file system keeps one; a bucket
+    /// object's time.
+    pub stored_at: Option<SystemTime>,
 }
 
 impl DiskStore {
@@ -25,10 +28,12 @@ impl DiskStore {
             .into_iter()
             .filter_map(|(path, bytes, last_used)| {
                 let key = path.strip_prefix(&root).ok()?.to_str()?.to_string();
+                let stored_at = std::fs::metadata(&path).and_then(|m| m.created()).ok();
                 Some(Listed {
                     key,
                     bytes,
                     last_used,
+                    stored_at,
                 })
             })
             .collect()
