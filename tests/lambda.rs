@@ -430,3 +430,53 @@ fn the_docs_log_queries_read_the_functions_lines() {
     support::suite::skopeo_pulls_short_names(&MIRRORS);
     support::commands::insights_queries_answer_over(&MIRRORS.open().log_text());
 }
+
+/// docs/operations.md: the function's bucket is warmed from outside with the same `warm` (as from
+/// a laptop): the function then serves every blob of the warmed images from the bucket (a 307 to
+/// it), and storage sees no request.
+#[test]
+fn a_bucket_warmed_from_outside_serves_the_function() {
+    use std::sync::atomic::Ordering;
+    use support::fixture::fixture;
+    use support::images::{BIG, V2S2};
+    use support::mirrors::Runtime;
+    use support::suite::assert_same_as_direct;
+    let f = fixture();
+    let bucket = f.create_bucket("lambda-warmed");
+    let front = support::faults::FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "fn"));
+    settings.push((
+        "UPSTREAM_DOCKER_IO".into(),
+        format!("http://{}", front.addr),
+    ));
+    let (status, out, _) = support::commands::command(&settings, &["warm", "alpine:v2s2", "big"]);
+    assert_eq!(status, 0, "{out}");
+    let fetched = front.storage_requests.load(Ordering::SeqCst);
+    assert!(fetched > 0, "warm fetched nothing");
+
+    let mirror = LAMBDA.start("bucket-warmed", &settings);
+    for reference in [BIG, V2S2] {
+        assert_same_as_direct(&mirror, reference, &[], None);
+    }
+    assert_eq!(
+        front.storage_requests.load(Ordering::SeqCst),
+        fetched,
+        "the function fetched a warmed blob from storage"
+    );
+    let blob_answers: Vec<_> = mirror
+        .requests()
+        .into_iter()
+        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
+        .collect();
+    assert!(!blob_answers.is_empty());
+    for answer in blob_answers {
+        assert_eq!(
+            answer["status"], 307,
+            "a warmed blob not sent to the bucket: {answer}"
+        );
+    }
+}
