@@ -212,6 +212,43 @@ fn the_mirrors_account_serves_anonymous_clients() {
     support::suite::the_mirrors_account_serves_anonymous_clients(&LAMBDA);
 }
 
+/// The function's settings with its store in a new bucket (under `fn`, as the template's is under
+/// `mirror`), and its Docker Hub the fixture behind a fault front of its own; and the bucket.
+fn bucket_behind_a_front(
+    name: &str,
+) -> (support::faults::FaultFront, Vec<(String, String)>, String) {
+    let f = support::fixture::fixture();
+    let bucket = f.create_bucket(name);
+    let front = support::faults::FaultFront::start(&f.registry, f.token_port, f.storage_port);
+    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
+        .into_iter()
+        .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
+        .collect();
+    settings.extend(f.bucket_settings(&bucket, "fn"));
+    settings.push((
+        "UPSTREAM_DOCKER_IO".into(),
+        format!("http://{}", front.addr),
+    ));
+    (front, settings, bucket)
+}
+
+/// Every blob `GET` the function answered after its first `logged` log lines was a redirect to
+/// the bucket.
+fn assert_blobs_sent_to_the_bucket(mirror: &support::mirrors::Mirror, logged: usize) {
+    let blob_answers: Vec<_> = mirror.requests()[logged..]
+        .iter()
+        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
+        .cloned()
+        .collect();
+    assert!(!blob_answers.is_empty());
+    for answer in blob_answers {
+        assert_eq!(
+            answer["status"], 307,
+            "a stored blob not sent to the bucket: {answer}"
+        );
+    }
+}
+
 /// With a bucket (`CACHE=s3://…`, as the template sets it), layers of any size come through it:
 /// a 64 MiB layer, past what a function URL can answer, is copied into the bucket by the function
 /// and the client is redirected to a signed URL of it. Pulled again, every stored blob is such a
@@ -225,17 +262,7 @@ fn layers_of_any_size_come_through_the_bucket() {
     use support::mirrors::Runtime;
     use support::suite::assert_same_as_direct;
     let f = fixture();
-    let bucket = f.create_bucket("lambda-store");
-    let front = support::faults::FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
-        .into_iter()
-        .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
-        .collect();
-    settings.extend(f.bucket_settings(&bucket, "fn"));
-    settings.push((
-        "UPSTREAM_DOCKER_IO".into(),
-        format!("http://{}", front.addr),
-    ));
+    let (front, settings, bucket) = bucket_behind_a_front("lambda-store");
     let mirror = LAMBDA.start("bucket", &settings);
     for reference in [BIG, V2S2] {
         assert_same_as_direct(&mirror, reference, &[], None);
@@ -260,18 +287,7 @@ fn layers_of_any_size_come_through_the_bucket() {
         blobs,
         "blobs were fetched from storage again"
     );
-    let again = mirror.requests();
-    let blob_answers: Vec<_> = again[logged..]
-        .iter()
-        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
-        .collect();
-    assert!(!blob_answers.is_empty());
-    for answer in blob_answers {
-        assert_eq!(
-            answer["status"], 307,
-            "a stored blob not sent to the bucket: {answer}"
-        );
-    }
+    assert_blobs_sent_to_the_bucket(&mirror, logged);
 }
 
 /// The store is the bucket; anonymous clients' tokens are signed (`TOKEN_SECRET`), so that every
@@ -437,22 +453,10 @@ fn the_docs_log_queries_read_the_functions_lines() {
 #[test]
 fn a_bucket_warmed_from_outside_serves_the_function() {
     use std::sync::atomic::Ordering;
-    use support::fixture::fixture;
     use support::images::{BIG, V2S2};
     use support::mirrors::Runtime;
     use support::suite::assert_same_as_direct;
-    let f = fixture();
-    let bucket = f.create_bucket("lambda-warmed");
-    let front = support::faults::FaultFront::start(&f.registry, f.token_port, f.storage_port);
-    let mut settings: Vec<(String, String)> = support::mirrors::with(&[])
-        .into_iter()
-        .filter(|(k, _)| k != "CACHE" && k != "UPSTREAM_DOCKER_IO")
-        .collect();
-    settings.extend(f.bucket_settings(&bucket, "fn"));
-    settings.push((
-        "UPSTREAM_DOCKER_IO".into(),
-        format!("http://{}", front.addr),
-    ));
+    let (front, settings, _) = bucket_behind_a_front("lambda-warmed");
     let (status, out, _) = support::commands::command(&settings, &["warm", "alpine:v2s2", "big"]);
     assert_eq!(status, 0, "{out}");
     let fetched = front.storage_requests.load(Ordering::SeqCst);
@@ -467,16 +471,5 @@ fn a_bucket_warmed_from_outside_serves_the_function() {
         fetched,
         "the function fetched a warmed blob from storage"
     );
-    let blob_answers: Vec<_> = mirror
-        .requests()
-        .into_iter()
-        .filter(|r| r["route"] == "blob" && r["method"] == "GET")
-        .collect();
-    assert!(!blob_answers.is_empty());
-    for answer in blob_answers {
-        assert_eq!(
-            answer["status"], 307,
-            "a warmed blob not sent to the bucket: {answer}"
-        );
-    }
+    assert_blobs_sent_to_the_bucket(&mirror, 0);
 }

@@ -71,28 +71,19 @@ pub fn chromium(url: &str, shot: &std::path::Path) -> String {
         "--disable-gpu",
         "--window-size=1200,900",
     ];
-    let out = Command::new(&browser)
-        .args(common)
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&browser)
-        .args(common)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = |what: &str| {
+        let out = Command::new(&browser)
+            .args(common)
+            .arg(what)
+            .arg(url)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "chromium {what}: {said}");
+        out
+    };
+    run(&format!("--screenshot={}", shot.display()));
+    let out = run("--dump-dom");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
