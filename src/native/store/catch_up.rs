@@ -88,6 +88,30 @@ async fn fill(
     claim: Option<Claim>,
     resume: Resume,
 ) -> Result<(), String> {
+    // The store may have fallen behind on the object's last bytes only, with all of them in
+    // hand: nothing is left to ask for (a range past the end is a 416).
+    if verifier.seen() < verifier.length() {
+        fetch_rest(&mut sink, &mut verifier, claim.as_ref(), resume).await?;
+    }
+    poll_fn(|cx| sink.poll_ready(cx))
+        .await
+        .map_err(|e| e.to_string())?;
+    verifier.finish().map_err(|mismatch| mismatch.to_string())?;
+    if let Some(claim) = &claim {
+        claim.complete();
+    }
+    sink.commit(claim);
+    Ok(())
+}
+
+/// Asks the upstream for the object from where `verifier` stands, and writes what comes into
+/// `sink`, checked.
+async fn fetch_rest(
+    sink: &mut Box<dyn Sink>,
+    verifier: &mut Verifier,
+    claim: Option<&Claim>,
+    resume: Resume,
+) -> Result<(), String> {
     let from = verifier.seen();
     let mut request = resume.request;
     let range = format!("bytes={from}-");
@@ -95,7 +119,7 @@ async fn fill(
         .headers_mut()
         .insert(RANGE, range.parse().expect("a valid header"));
     let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
-    if let Some(claim) = &claim {
+    if let Some(claim) = claim {
         claim.restarted();
     }
     let answer = tokio::time::timeout(resume.timeout, resume.client.execute(request))
@@ -120,7 +144,7 @@ async fn fill(
         .await
         .map_err(|_| "the upstream's answer stalled".to_string())?;
         let chunk = match frame {
-            None => break,
+            None => return Ok(()),
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(chunk) => chunk,
@@ -132,17 +156,11 @@ async fn fill(
             continue;
         }
         verifier.update(&chunk);
-        if let Some(claim) = &claim {
+        if let Some(claim) = claim {
             claim.relayed(chunk.len());
         }
         sink.write(&chunk).map_err(|e| e.to_string())?;
     }
-    verifier.finish().map_err(|mismatch| mismatch.to_string())?;
-    if let Some(claim) = &claim {
-        claim.complete();
-    }
-    sink.commit(claim);
-    Ok(())
 }
 
 /// Whether a `Content-Range: bytes FROM-…/…` starts at `from`.

@@ -213,3 +213,45 @@ async fn a_range_answer_from_elsewhere_in_the_object_is_not_kept() {
         "nothing kept"
     );
 }
+
+/// A store that fell behind on the object's last write only, with every byte in hand: it keeps
+/// the object without asking the upstream for a range past its end (which answers 416).
+#[tokio::test]
+async fn a_store_behind_on_the_last_write_only_asks_for_nothing() {
+    let (url, ranges) = upstream(|_| {
+        b"HTTP/1.1 416 Range Not Satisfiable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            .to_vec()
+    })
+    .await;
+    // One chunk: the sink is busy after taking it, as a bucket's upload is at its start.
+    let bytes = vec![7u8; 400];
+    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let verifier = Verifier::new(&digest, bytes.len() as u64).unwrap();
+    let upstream_body = reqwest::Body::wrap(http_body_util::StreamBody::new(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(Frame::data(Bytes::from(
+            bytes.clone(),
+        )))]),
+    ));
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let sink = SlowSink {
+        bytes: Vec::new(),
+        busy: None,
+        outcome: outcome.clone(),
+    };
+    let request = http::Request::get(&url).body(Vec::new()).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resume = Resume::of(&reqwest::Client::new(), &request, Duration::from_secs(5));
+    let body = storing_body(upstream_body, Box::new(sink), verifier, None, resume);
+    let got = body.collect().await.unwrap().to_bytes().to_vec();
+    assert_eq!(got, bytes);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !outcome.lock().unwrap().dropped && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ranges.lock().unwrap().is_empty(), "asked for a range");
+    assert_eq!(
+        outcome.lock().unwrap().committed.as_deref(),
+        Some(&bytes[..]),
+        "the store did not keep the object"
+    );
+}
