@@ -16,10 +16,8 @@ pub mod usage;
 pub mod verify;
 pub mod warm;
 
-use crate::native::store::ContentStore;
 use crate::Config;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Exit status: bad arguments or settings, nothing done.
 pub const BAD_INPUT: u8 = 2;
@@ -30,11 +28,6 @@ pub fn config_with(overrides: &[(&str, Option<String>)]) -> Result<Config, Strin
         Some((_, value)) => value.clone(),
         None => std::env::var(key).ok(),
     })
-}
-
-/// The store `config` names, opened for a command.
-pub fn open_store(config: &mut Config) -> Result<Arc<ContentStore>, String> {
-    ContentStore::open_for_command(config)
 }
 
 /// A runtime for one command, and its log (warnings, on standard error).

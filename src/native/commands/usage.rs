@@ -10,6 +10,7 @@
 //! and content no anonymous pull recorded (a private image's) is counted as `(unrecorded)`.
 
 use super::{bytes, refuse};
+use crate::native::store::ContentStore;
 use crate::store::keys::Key;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -42,7 +43,7 @@ impl Count {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let store = super::config_with(&[]).and_then(|mut c| super::open_store(&mut c));
+    let store = super::config_with(&[]).and_then(|mut c| ContentStore::open_for_command(&mut c));
     let store = match store {
         Ok(store) => store,
         Err(e) => return refuse("usage", &e),

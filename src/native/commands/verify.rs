@@ -5,8 +5,8 @@
 //! anything wrong, 0 when every object matched.
 
 use super::{bytes, progress, refuse, report};
-use crate::native::store::disk::Listed;
 use crate::native::store::ContentStore;
+use crate::native::store::Listed;
 use crate::store::keys::Key;
 use crate::store::verify::Verifier;
 use futures_util::StreamExt;
@@ -41,7 +41,7 @@ enum Checked {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let store = super::config_with(&[]).and_then(|mut c| super::open_store(&mut c));
+    let store = super::config_with(&[]).and_then(|mut c| ContentStore::open_for_command(&mut c));
     let store = match store {
         Ok(store) => store,
         Err(e) => return refuse("verify", &e),

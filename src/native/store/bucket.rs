@@ -369,7 +369,7 @@ impl Sink for BucketSink {
     }
 }
 
-/// What the owner's commands need of a bucket beyond serving (see `disk::Listed`).
+/// What the owner's commands need of a bucket beyond serving (see `store::tools`).
 impl BucketStore {
     /// `s3://bucket/prefix`, for messages.
     pub fn describe(&self) -> String {
@@ -377,7 +377,7 @@ impl BucketStore {
     }
 
     /// Every object and record under the prefix.
-    pub async fn list(&self) -> Result<Vec<crate::native::store::disk::Listed>, String> {
+    pub async fn list(&self) -> Result<Vec<crate::native::store::Listed>, String> {
         use futures_util::TryStreamExt;
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
         let metas: Vec<_> = self
@@ -394,7 +394,7 @@ impl BucketStore {
             .into_iter()
             .filter_map(|meta| {
                 let key = meta.location.as_ref().get(skip..)?.to_string();
-                Some(crate::native::store::disk::Listed {
+                Some(crate::native::store::Listed {
                     key,
                     bytes: meta.size,
                     last_used: meta.last_modified.into(),

@@ -9,6 +9,8 @@ pub mod in_flight;
 pub mod storing_body;
 mod tools;
 
+pub use tools::Listed;
+
 use crate::native::store::bucket::BucketStore;
 use crate::native::store::disk::{file_body, DiskStore};
 use crate::native::store::in_flight::{Claim, InFlight, Waiting};
@@ -54,6 +56,16 @@ impl ContentStore {
         config: &mut Config,
         default_dir: Option<PathBuf>,
     ) -> Result<Option<Arc<ContentStore>>, String> {
+        ContentStore::open_with(config, default_dir, DiskStore::open)
+    }
+
+    /// The store `config` names, a directory opened with `open_dir` (with the server's lock, or
+    /// beside a server: `tools`).
+    fn open_with(
+        config: &mut Config,
+        default_dir: Option<PathBuf>,
+        open_dir: fn(&Path, u64) -> std::io::Result<Arc<DiskStore>>,
+    ) -> Result<Option<Arc<ContentStore>>, String> {
         if config.store == StoreSetting::Unset {
             config.store = match default_dir {
                 Some(dir) => StoreSetting::Directory(dir.display().to_string()),
@@ -61,7 +73,7 @@ impl ContentStore {
             };
         }
         let backend = match &config.store {
-            StoreSetting::Directory(dir) => DiskStore::open(Path::new(dir), config.store_max_bytes)
+            StoreSetting::Directory(dir) => open_dir(Path::new(dir), config.store_max_bytes)
                 .map(Backend::Disk)
                 .map_err(|e| format!("CACHE: cannot use {dir}: {e}"))?,
             StoreSetting::Bucket { bucket, prefix } => {

@@ -4,50 +4,43 @@
 //! background waited for before the command exits.
 
 use super::{Backend, ContentStore};
-use crate::native::store::disk::{file_body, DiskStore, Listed};
+use crate::native::store::disk::{file_body, DiskStore};
 use crate::store::{StoreSetting, Stored};
 use crate::Config;
-use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One stored object or record, as a listing gives it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its key (`v1/docker.io/blobs/sha256/…`).
+    pub key: String,
+    /// Its size in the store (for a directory, with its one-line header).
+    pub bytes: u64,
+    /// When it was last served (a directory) or written (a bucket).
+    pub last_used: SystemTime,
+    /// When it was stored: a file's birth time, where the file system keeps one; a bucket
+    /// object's time.
+    pub stored_at: Option<SystemTime>,
+}
 
 impl ContentStore {
     /// The store `CACHE` names (the local server's default directory when it is unset), opened
     /// for a command: a directory without the server's lock (see `DiskStore::open_beside_server`).
     /// An error when `CACHE` names no store the command can reach (`none`, `edge`).
     pub fn open_for_command(config: &mut Config) -> Result<Arc<ContentStore>, String> {
-        if config.store == StoreSetting::Unset {
-            let dir = super::disk::default_dir().ok_or("CACHE is unset and there is no $HOME")?;
-            config.store = StoreSetting::Directory(dir.display().to_string());
+        let default_dir = super::disk::default_dir();
+        if config.store == StoreSetting::Unset && default_dir.is_none() {
+            return Err("CACHE is unset and there is no $HOME".into());
         }
-        let backend = match &config.store {
-            StoreSetting::Directory(dir) => {
-                DiskStore::open_beside_server(Path::new(dir), config.store_max_bytes)
-                    .map(Backend::Disk)
-                    .map_err(|e| format!("CACHE: cannot use {dir}: {e}"))?
-            }
-            StoreSetting::Bucket { bucket, prefix } => {
-                Backend::Bucket(super::bucket::BucketStore::open(bucket, prefix)?)
-            }
-            StoreSetting::Edge => {
-                return Err(
-                    "CACHE=edge is Fastly's cache, out of reach from here: warm it through \
-                     the edge (scripts/warm-through)"
-                        .into(),
-                )
-            }
-            StoreSetting::None | StoreSetting::Unset => {
-                return Err(
-                    "CACHE=none names no store: set CACHE=file:///path or s3://bucket/prefix"
-                        .into(),
-                )
-            }
-        };
-        if let Backend::Disk(disk) = &backend {
-            let largest = disk.largest_object();
-            config.store_max_object =
-                Some(config.store_max_object.map_or(largest, |m| m.min(largest)));
-        }
-        Ok(Arc::new(ContentStore::with_backend(backend)))
+        let opened = ContentStore::open_with(config, default_dir, DiskStore::open_beside_server)?;
+        opened.ok_or_else(|| match config.store {
+            StoreSetting::Edge => "CACHE=edge is Fastly's cache, out of reach from here: warm it \
+                 through the edge (scripts/warm-through)"
+                .to_string(),
+            _ => "CACHE=none names no store: set CACHE=file:///path or s3://bucket/prefix"
+                .to_string(),
+        })
     }
 
     /// Where the store is, for messages.

@@ -121,7 +121,7 @@ impl Warm {
             overrides.push(("UPSTREAM_AUTH_DOCKER_IO", Some(user.clone())));
         }
         let mut config = super::config_with(&overrides)?;
-        let store = super::open_store(&mut config)?;
+        let store = ContentStore::open_for_command(&mut config)?;
         let env = |key: &str| std::env::var(key).ok();
         let driver = Driver::new(Mirror::new(config), DriverSettings::from_lookup(env)?)?
             .with_store(store.clone());

@@ -2,23 +2,9 @@
 //! object read without marking it used (so that `verify` and `usage` leave the order of eviction
 //! as they found it), an object deleted.
 
-use super::{objects, DiskStore};
+use super::{last_use, objects, DiskStore};
+use crate::native::store::Listed;
 use crate::store::Stored;
-use std::time::SystemTime;
-
-/// One stored object or record, as a listing gives it.
-#[derive(Debug, Clone)]
-pub struct Listed {
-    /// Its key (`v1/docker.io/blobs/sha256/…`).
-    pub key: String,
-    /// Its size in the store (for a directory, with its one-line header).
-    pub bytes: u64,
-    /// When it was last served (a directory) or written (a bucket).
-    pub last_used: SystemTime,
-    /// When it was stored: a file's birth time, where the file system keeps one; a bucket
-    /// object's time.
-    pub stored_at: Option<SystemTime>,
-}
 
 impl DiskStore {
     /// Every object and record under `objects/`.
@@ -26,14 +12,13 @@ impl DiskStore {
         let root = self.root.join("objects");
         objects(&root)
             .into_iter()
-            .filter_map(|(path, bytes, last_used)| {
+            .filter_map(|(path, meta)| {
                 let key = path.strip_prefix(&root).ok()?.to_str()?.to_string();
-                let stored_at = std::fs::metadata(&path).and_then(|m| m.created()).ok();
                 Some(Listed {
                     key,
-                    bytes,
-                    last_used,
-                    stored_at,
+                    bytes: meta.len(),
+                    last_used: last_use(&meta),
+                    stored_at: meta.created().ok(),
                 })
             })
             .collect()

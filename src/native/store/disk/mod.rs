@@ -21,7 +21,6 @@ mod sink;
 mod writer;
 
 pub use file_body::file_body;
-pub use listing::Listed;
 pub use sink::DiskSink;
 
 use crate::store::Stored;
@@ -95,8 +94,8 @@ impl DiskStore {
         std::fs::create_dir_all(root.join("tmp"))?;
         std::fs::create_dir_all(root.join("objects"))?;
         let mut index = Index::default();
-        for (path, size, used_at) in objects(&root.join("objects")) {
-            index.insert(path, size, nanos(used_at));
+        for (path, meta) in objects(&root.join("objects")) {
+            index.insert(path, meta.len(), nanos(last_use(&meta)));
         }
         Ok(Arc::new(DiskStore {
             root: root.to_path_buf(),
@@ -269,8 +268,8 @@ fn lock_directory(root: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Every object under `dir`: its path, size and last use.
-fn objects(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+/// Every object under `dir`: its path and its file's metadata (size, last use, birth).
+fn objects(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -282,12 +281,16 @@ fn objects(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
             if meta.is_dir() {
                 pending.push(entry.path());
             } else {
-                let used_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                found.push((entry.path(), meta.len(), used_at));
+                found.push((entry.path(), meta));
             }
         }
     }
     found
+}
+
+/// An object's last use: its file's time, which every hit sets.
+fn last_use(meta: &std::fs::Metadata) -> SystemTime {
+    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// An object being written; dropped without [`Writing::commit`], it leaves nothing.
