@@ -171,19 +171,6 @@ impl Metrics {
         self.store_bytes.set(bytes);
     }
 
-    /// The `/usage` page, now.
-    pub fn usage_page(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let kept = match self.usage.kept_in() {
-            Some(file) => format!("Kept in {} across restarts.", file.display()),
-            None => "Kept in memory only (a bucket store, or none): a restart starts them again."
-                .to_string(),
-        };
-        super::usage::render(&self.usage.snapshot(), now, &kept)
-    }
-
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -230,7 +217,7 @@ pub fn serve(
                         let response = if request.uri().path() == "/usage" {
                             http::Response::builder()
                                 .header("content-type", "text/html; charset=utf-8")
-                                .body(metrics.usage_page())
+                                .body(metrics.usage.page())
                         } else if request.uri().path() == "/metrics" {
                             if let Some(bytes) = store_bytes() {
                                 metrics.set_store_bytes(bytes);

@@ -155,9 +155,14 @@ impl Usage {
         self.changed.store(true, Ordering::Relaxed);
     }
 
-    /// Where the figures are saved, if anywhere.
-    pub fn kept_in(&self) -> Option<&std::path::Path> {
-        self.file.as_deref()
+    /// The `/usage` page, now.
+    pub fn page(&self) -> String {
+        let kept = match &self.file {
+            Some(file) => format!("Kept in {} across restarts.", file.display()),
+            None => "Kept in memory only (a bucket store, or none): a restart starts them again."
+                .to_string(),
+        };
+        render(&self.snapshot(), seconds(SystemTime::now()), &kept)
     }
 
     /// A copy of the figures.
