@@ -8,7 +8,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 /// The `Host` the in-process requests carry (the mirror's own token URL is on it).
-const HOST: &str = "127.0.0.1";
+pub const HOST: &str = "127.0.0.1";
 
 /// What a manifest `Accept`s: every type the mirror stores.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \

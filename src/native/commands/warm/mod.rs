@@ -209,10 +209,10 @@ impl Warm {
             .await;
     }
 
-    /// The registry a name is in, as the server would choose it.
+    /// The registry a name is in, as the server chooses it for `client`'s requests.
     fn registry_of(&self, name: &str) -> Option<String> {
         let registries = &self.driver.mirror().config().registries;
-        let resolved = registries.select(HOST_OF_REQUESTS, None, name).ok()?;
+        let resolved = registries.select(client::HOST, None, name).ok()?;
         Some(registries.get(resolved.registry).name.clone())
     }
 
@@ -331,6 +331,3 @@ impl Warm {
 /// How many times, and how far apart, an object just relayed is looked for in the store.
 const VISIBLE_TRIES: u32 = 20;
 const VISIBLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The `Host` of `client`'s requests, for choosing a registry the same way.
-const HOST_OF_REQUESTS: &str = "127.0.0.1";
