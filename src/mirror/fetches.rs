@@ -46,20 +46,32 @@ pub(super) fn fetch_step(
 }
 
 /// A store lookup before `get` would be fetched.
-pub(super) fn lookup_step(
-    key: String,
-    then: OnLookup,
-    resource: ResourceRequest,
-    get: Request<Vec<u8>>,
-    summary: Summary,
-) -> Step {
-    let state = State::Lookup {
-        resource,
-        get,
-        key: key.clone(),
-        then,
-    };
-    Step::Lookup(Box::new(store_step(key, state, summary)))
+impl Mirror {
+    /// Look `key` up in the store, then go on as `then` says. The adapter is told whether the
+    /// object's bytes would be served (a `GET` not answered by a redirect to the store), so that
+    /// a backend may start reading them with the lookup: a read that cannot start in time is
+    /// then a miss, never a response cut after its head.
+    pub(super) fn lookup_step(
+        &self,
+        key: String,
+        then: OnLookup,
+        resource: ResourceRequest,
+        get: Request<Vec<u8>>,
+        summary: Summary,
+    ) -> Step {
+        let redirected =
+            matches!(resource.route, Route::Blob { .. }) && self.config.store_redirects;
+        let opens_body = resource.method == Method::GET && !redirected;
+        let state = State::Lookup {
+            resource,
+            get,
+            key: key.clone(),
+            then,
+        };
+        let mut lookup = store_step(key, state, summary);
+        lookup.opens_body = opens_body;
+        Step::Lookup(Box::new(lookup))
+    }
 }
 
 pub(super) fn fill_step(write: StoreWrite, state: State, summary: Summary) -> Step {
@@ -77,6 +89,7 @@ pub(super) fn store_step(key: String, state: State, summary: Summary) -> Lookup 
     };
     Lookup {
         key,
+        opens_body: false,
         pending: Pending {
             state,
             summary,

@@ -124,7 +124,7 @@ impl Mirror {
         // Content the store may hold: look first; a tag: ask its digest with HEAD first (the
         // steps are in `stored`), or its record first with `TAG_TTL_SECS` (in `stale`).
         if let Some(key) = store_key {
-            return lookup_step(key, OnLookup::Authorize, resource, request, summary);
+            return self.lookup_step(key, OnLookup::Authorize, resource, request, summary);
         }
         if tag_by_head {
             return self.tag_from_record_or_head(resource, request, summary);

@@ -50,6 +50,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Lookup {
     pub key: String,
+    /// The object's bytes are served if it is found: the adapter may begin reading them now.
+    pub opens_body: bool,
     pub pending: Pending,
 }
 

@@ -117,7 +117,7 @@ impl Mirror {
             },
             other => other,
         };
-        lookup_step(key, then, resource, get, summary)
+        self.lookup_step(key, then, resource, get, summary)
     }
 
     /// After a lookup: stored content is served once the upstream lets this client read it under

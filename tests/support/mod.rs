@@ -14,6 +14,7 @@ pub mod images;
 pub mod measure;
 pub mod mirrors;
 pub mod process;
+pub mod pull_client;
 pub mod suite;
 
 /// One `#[test]` per case of the client suite, against the runtime `$runtime`.

@@ -13,6 +13,8 @@ fn a_missing_blob_is_fetched_and_stored_as_it_is_relayed() {
         lookup.key,
         format!("v1/docker.io/blobs/sha256/{}", "c".repeat(64))
     );
+    // Served from the store if found: its read may begin with the lookup.
+    assert!(lookup.opens_body);
     let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
     assert_eq!(fetch.request.method(), Method::GET);
     let cdn = "https://production.cloudflare.docker.com/x?sig=1";
@@ -223,6 +225,8 @@ fn on_lambda_with_a_bucket_blobs_go_through_signed_urls() {
         media_type: None,
     };
     let lookup = expect_lookup(start(&m, &get, 1));
+    // Answered by a redirect to the bucket: no body is read.
+    assert!(!lookup.opens_body);
     let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(blob)));
     match m.resume(authorize.pending, upstream_head(200, &[]), None, at(1)) {
         Step::ServeSigned(head, signed, _) => {

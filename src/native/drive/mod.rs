@@ -127,7 +127,7 @@ impl Driver {
                     let (stored, claimed) = match &self.store {
                         Some(store) => {
                             let wait = self.settings.upstream_timeout;
-                            store.look_up(&lookup.key, wait).await
+                            store.look_up(&lookup.key, wait, lookup.opens_body).await
                         }
                         None => (None, None),
                     };

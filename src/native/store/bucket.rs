@@ -14,6 +14,14 @@
 //! an upload that stops taking bytes for [`STALLED_UPLOAD`] is dropped, and the client's relay
 //! goes on without it. `object_store`'s own defaults (30 s a request, ten retries over three
 //! minutes) would hold a pull for minutes behind a stalled endpoint.
+//!
+//! A stored body is bounded by inactivity, never by its length: a client reading a 100 MiB layer
+//! at 10 MB/s takes ten seconds, and a whole-request timeout would cut it. Its read starts with
+//! the lookup (a `GET`, when the core says the bytes will be served), so that a bucket too busy
+//! to start it in time makes a miss, not a cut response; once started, a read that takes no
+//! bytes for [`STALLED_READ`] or fails is asked again from where it stopped (`object_store`
+//! resumes a body with a `Range` request, checking the object's ETag), up to [`READ_RETRIES`]
+//! times.
 
 use crate::native::store::in_flight::Claim;
 use crate::native::store::storing_body::{Sink, Stall};
@@ -48,11 +56,19 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 pub const STALLED_UPLOAD: Duration = Duration::from_secs(5);
 /// The longest one write request (a part of 5 MiB, a record) may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stored body's read may wait for its next bytes before it is asked again from
+/// where it stopped. Only waits for the bucket count: a client reading slowly leaves the read
+/// unpolled, and that is not a stall.
+pub const STALLED_READ: Duration = Duration::from_secs(10);
+/// How many times a stored body's read is asked again after a failure or a stall.
+const READ_RETRIES: usize = 3;
 
 /// A bucket (and a prefix in it) holding stored objects.
 pub struct BucketStore {
     /// For lookups: short timeouts, one retry.
     lookups: AmazonS3,
+    /// For stored bodies: no bound on the whole request, a bound on inactivity, resumed reads.
+    bodies: AmazonS3,
     /// For writes: room for a part's upload, a few retries.
     s3: Arc<AmazonS3>,
     bucket: String,
@@ -71,6 +87,29 @@ fn client(
     let options = ClientOptions::new()
         .with_connect_timeout(timeout.min(Duration::from_secs(2)))
         .with_timeout(timeout);
+    with_options(bucket, plain_http, options, retries, retry_window)
+}
+
+/// A client of the bucket for stored bodies: each wait for bytes ends within [`STALLED_READ`],
+/// however long the whole body takes; a broken or stalled body is resumed where it stopped.
+fn body_client(bucket: &str, plain_http: bool) -> Result<AmazonS3, String> {
+    let options = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout_disabled()
+        .with_read_timeout(STALLED_READ);
+    // `object_store` counts its retry window from the first request: a slow client's body may
+    // fail after an hour and still deserves its retries.
+    let window = Duration::from_secs(24 * 3600);
+    with_options(bucket, plain_http, options, READ_RETRIES, window)
+}
+
+fn with_options(
+    bucket: &str,
+    plain_http: bool,
+    options: ClientOptions,
+    retries: usize,
+    retry_window: Duration,
+) -> Result<AmazonS3, String> {
     let retry = RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(50),
@@ -107,9 +146,11 @@ impl BucketStore {
             .is_ok_and(|endpoint| endpoint.starts_with("http://"));
         let half = LOOKUP_TIMEOUT / 2;
         let lookups = client(bucket, plain_http, half, 1, LOOKUP_TIMEOUT)?;
+        let bodies = body_client(bucket, plain_http)?;
         let s3 = client(bucket, plain_http, WRITE_TIMEOUT, 3, 2 * WRITE_TIMEOUT)?;
         Ok(BucketStore {
             lookups,
+            bodies,
             s3: Arc::new(s3),
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
@@ -135,30 +176,28 @@ impl BucketStore {
         let path = self.path(key)?;
         let found =
             within_lookup_time(async { self.lookups.get_opts(&path, options).await.ok() }).await?;
-        let media_type = found
-            .attributes
-            .get(&Attribute::ContentType)
-            .map(|t| t.to_string())
-            .filter(|t| t != "application/octet-stream");
-        Some(Stored {
-            length: found.meta.size,
-            media_type,
-        })
+        Some(stored_of(&found.attributes, found.meta.size))
     }
 
-    /// The body of the object at `key`, streamed (an error mid-way cuts it short).
+    /// The object at `key` with its body's read begun, when it starts within [`LOOKUP_TIMEOUT`]:
+    /// a lookup whose bytes will be served. Not found, or too slow to start: a miss.
+    pub async fn open_object(&self, key: &str) -> Option<(reqwest::Body, Stored)> {
+        let path = self.path(key)?;
+        let found = within_lookup_time(async { self.bodies.get(&path).await.ok() }).await?;
+        let stored = stored_of(&found.attributes, found.meta.size);
+        Some((streamed(found), stored))
+    }
+
+    /// The body of the object at `key`, streamed, for a lookup that did not begin it.
     pub async fn body(&self, key: &str) -> std::io::Result<reqwest::Body> {
-        use futures_util::TryStreamExt;
         let path = self
             .path(key)
             .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
-        let found = tokio::time::timeout(LOOKUP_TIMEOUT, self.lookups.get(&path))
+        let found = tokio::time::timeout(STALLED_READ, self.bodies.get(&path))
             .await
             .map_err(|_| std::io::Error::other("the bucket did not answer in time"))?
             .map_err(std::io::Error::other)?;
-        Ok(reqwest::Body::wrap_stream(
-            found.into_stream().map_err(std::io::Error::other),
-        ))
+        Ok(streamed(found))
     }
 
     /// The small record at `key`, at most `store::MAX_RECORD` bytes.
@@ -268,6 +307,23 @@ impl BucketStore {
             done,
         })
     }
+}
+
+/// What the core needs of a stored object: its length, and the media type kept as its
+/// `Content-Type`.
+fn stored_of(attributes: &Attributes, length: u64) -> Stored {
+    let media_type = attributes
+        .get(&Attribute::ContentType)
+        .map(|t| t.to_string())
+        .filter(|t| t != "application/octet-stream");
+    Stored { length, media_type }
+}
+
+/// A found object's body as a client's response body (an error mid-way, past the retries, cuts
+/// it short).
+fn streamed(found: object_store::GetResult) -> reqwest::Body {
+    use futures_util::TryStreamExt;
+    reqwest::Body::wrap_stream(found.into_stream().map_err(std::io::Error::other))
 }
 
 /// An upload under way: its chunks, the verdict that completes it (dropped: aborted), and its end.

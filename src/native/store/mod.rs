@@ -33,9 +33,11 @@ enum Backend {
 }
 
 /// A stored object a lookup found, held until it is served: a file held open (so that eviction
-/// cannot take it), or an object's key in the bucket.
+/// cannot take it), a bucket's object whose body's read the lookup began, or a bucket object's
+/// key (a lookup that serves no bytes: a redirect, a refusal, a `HEAD`).
 pub enum Found {
     File(std::fs::File),
+    Reading(reqwest::Body),
     Object(String),
 }
 
@@ -98,8 +100,9 @@ impl ContentStore {
         }
     }
 
-    /// The object at `key`, opened, with what the core needs of it.
-    pub async fn open_object(&self, key: &str) -> Option<(Found, Stored)> {
+    /// The object at `key`, opened, with what the core needs of it; a bucket's body is begun
+    /// with the lookup when `opens_body` (see `bucket`).
+    pub async fn open_object(&self, key: &str, opens_body: bool) -> Option<(Found, Stored)> {
         match &self.backend {
             Backend::Disk(disk) => {
                 // File system calls (open, read the header, mark the use) off the async threads.
@@ -110,6 +113,10 @@ impl ContentStore {
                     .flatten()
                     .map(|(file, stored)| (Found::File(file), stored))
             }
+            Backend::Bucket(bucket) if opens_body => bucket
+                .open_object(key)
+                .await
+                .map(|(body, stored)| (Found::Reading(body), stored)),
             Backend::Bucket(bucket) => bucket
                 .head_object(key)
                 .await
@@ -122,6 +129,7 @@ impl ContentStore {
     pub async fn body(&self, found: Found) -> reqwest::Body {
         let body = match (found, &self.backend) {
             (Found::File(file), _) => Ok(file_body(file)),
+            (Found::Reading(body), _) => Ok(body),
             (Found::Object(key), Backend::Bucket(bucket)) => bucket.body(&key).await,
             (Found::Object(_), Backend::Disk(_)) => Err(std::io::Error::other(
                 "a bucket's object in a directory store",
@@ -173,22 +181,24 @@ impl ContentStore {
         }
     }
 
-    /// The object at `key`, opened; or, on a miss, the claim to fetch it. When another request is
-    /// fetching it already, waits for that one (at most `wait`, and only while its fill moves:
-    /// `in_flight`), then looks again; still missing, it is fetched without the claim.
+    /// The object at `key`, opened (its body begun when `opens_body`); or, on a miss, the claim
+    /// to fetch it. When another request is fetching it already, waits for that one (at most
+    /// `wait`, and only while its fill moves: `in_flight`), then looks again; still missing, it is
+    /// fetched without the claim.
     pub async fn look_up(
         &self,
         key: &str,
         wait: std::time::Duration,
+        opens_body: bool,
     ) -> (Option<(Found, Stored)>, Option<Claim>) {
-        if let Some(found) = self.open_object(key).await {
+        if let Some(found) = self.open_object(key, opens_body).await {
             return (Some(found), None);
         }
         match self.claim(key) {
             Ok(claim) => (None, Some(claim)),
             Err(fetching) => {
                 fetching.wait(wait).await;
-                match self.open_object(key).await {
+                match self.open_object(key, opens_body).await {
                     Some(found) => (Some(found), None),
                     None => (None, self.claim(key).ok()),
                 }

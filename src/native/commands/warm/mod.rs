@@ -311,7 +311,7 @@ impl Warm {
     async fn stored(&self, key: &str) -> Option<crate::store::Stored> {
         let wait = std::time::Duration::from_secs(60);
         for _ in 0..VISIBLE_TRIES {
-            let (found, claim) = self.store.look_up(key, wait).await;
+            let (found, claim) = self.store.look_up(key, wait, false).await;
             drop(claim);
             if let Some((_, stored)) = found {
                 return Some(stored);

@@ -1,0 +1,199 @@
+//! The store as clients on real networks use it: clients that read slowly (a few MB/s, as on an
+//! ordinary office or home line), and many clients at once, cold and warm, on a directory store
+//! and on a bucket store alike, one server and several on one bucket. Every pull is whole and
+//! every digest checked (`pull_client`); what is stored is served without the upstream.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::fixture::{fixture, run_dir};
+use support::images::BIG;
+use support::mirrors::{with, LocalServer, Mirror, Runtime};
+use support::pull_client::{pull_at_once, runtime};
+
+/// One test at a time: each counts the fixture's storage requests, which the others would move.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A slow client: 16 MB/s, so that the 64 MiB layer takes about 4 s (a 100 Mbit/s line is
+/// 12 MB/s).
+const SLOW: u64 = 16_000_000;
+/// The longest a set of pulls may take before the test fails (a bound, not a speed check).
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Where a test's server keeps its store.
+enum Store {
+    Directory(std::path::PathBuf),
+    Bucket { bucket: String, prefix: String },
+}
+
+impl Store {
+    fn directory(label: &str) -> Store {
+        let dir = run_dir().join(label);
+        let _ = std::fs::remove_dir_all(&dir);
+        Store::Directory(dir)
+    }
+
+    fn bucket(label: &str) -> Store {
+        let bucket = fixture().create_bucket("store-load");
+        Store::Bucket {
+            bucket,
+            prefix: label.to_string(),
+        }
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let mut settings: Vec<(String, String)> = with(&[])
+            .into_iter()
+            .filter(|(k, _)| k != "CACHE")
+            .collect();
+        match self {
+            Store::Directory(dir) => {
+                settings.push(("CACHE".into(), format!("file://{}", dir.display())));
+            }
+            Store::Bucket { bucket, prefix } => {
+                settings.extend(fixture().bucket_settings(bucket, prefix));
+            }
+        }
+        settings
+    }
+
+    fn start(&self, label: &str) -> Mirror {
+        LocalServer.start(label, &self.settings())
+    }
+
+    /// Whether every blob of `digests` is stored (a bucket's uploads finish after the answer).
+    fn holds(&self, digests: &[String]) -> bool {
+        let hexes = digests.iter().map(|d| d.split_once(':').unwrap().1);
+        match self {
+            Store::Directory(dir) => {
+                let blobs = dir.join("objects/v1/docker.io/blobs/sha256");
+                hexes.into_iter().all(|hex| blobs.join(hex).exists())
+            }
+            Store::Bucket { bucket, prefix } => {
+                let keys =
+                    fixture().bucket_keys(bucket, &format!("{prefix}/v1/docker.io/blobs/sha256/"));
+                hexes
+                    .into_iter()
+                    .all(|hex| keys.iter().any(|k| k.ends_with(hex)))
+            }
+        }
+    }
+
+    /// Waits (at most 30 s) until every blob of `digests` is stored.
+    fn wait_for(&self, digests: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.holds(digests) {
+            assert!(Instant::now() < deadline, "the blobs were never stored");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn big_blobs() -> Vec<String> {
+    fixture().images.get(BIG).blob_digests.clone()
+}
+
+/// The blob GETs the server answered from its store.
+fn hits(mirror: &Mirror) -> usize {
+    mirror
+        .requests()
+        .iter()
+        .filter(|r| r["route"] == "blob" && r["cache"] == "hit" && r["status"] == 200)
+        .count()
+}
+
+/// `clients` pulls of the big image at once through `mirrors`, every other one read slowly; the
+/// failures, named.
+fn pull_big(mirrors: &[&Mirror], clients: usize) -> Vec<String> {
+    let addrs: Vec<String> = mirrors.iter().map(|m| m.addr.clone()).collect();
+    let name = BIG.trim_start_matches("library/").to_string();
+    pull_at_once(&runtime(), &addrs, clients, LIMIT, |i| {
+        let rate = (i % 2 == 1).then_some(SLOW);
+        (name.clone(), BIG.to_string(), rate)
+    })
+}
+
+/// One client reading at 16 MB/s gets the 64 MiB layer whole, from the upstream (a miss, stored
+/// on the way) and then from the store (a hit), on a directory and on a bucket. A bucket's body
+/// once ended after one second whatever its length: a slow client's layer was cut.
+#[test]
+fn a_slow_client_gets_whole_blobs_hit_and_miss_on_every_store() {
+    let _serial = serial();
+    for (label, store) in [
+        ("slow-directory", Store::directory("slow-directory")),
+        ("slow-bucket", Store::bucket("slow-bucket")),
+    ] {
+        let mirror = store.start(label);
+        let one_slow = |mirror: &Mirror| {
+            let addrs = [mirror.addr.clone()];
+            let name = BIG.trim_start_matches("library/").to_string();
+            pull_at_once(&runtime(), &addrs, 1, LIMIT, |_| {
+                (name.clone(), BIG.to_string(), Some(SLOW))
+            })
+        };
+        let errors = one_slow(&mirror);
+        assert!(errors.is_empty(), "{label}, a miss read slowly: {errors:?}");
+        store.wait_for(&big_blobs());
+        let errors = one_slow(&mirror);
+        assert!(errors.is_empty(), "{label}, a hit read slowly: {errors:?}");
+        assert!(
+            hits(&mirror) >= big_blobs().len(),
+            "{label}: the second pull was not served from the store"
+        );
+    }
+}
+
+/// Twelve clients pull the big image at once, half of them slowly: cold (all missing the same
+/// layer), then warm (all served from the store, nothing fetched upstream), on a directory and
+/// on a bucket. All twenty-four pulls are whole.
+#[test]
+fn twelve_clients_at_once_pull_whole_cold_and_warm_on_every_store() {
+    let _serial = serial();
+    let f = fixture();
+    for (label, store) in [
+        ("twelve-directory", Store::directory("twelve-directory")),
+        ("twelve-bucket", Store::bucket("twelve-bucket")),
+    ] {
+        let mirror = store.start(label);
+        let errors = pull_big(&[&mirror], 12);
+        assert!(errors.is_empty(), "{label}, cold: {errors:?}");
+        store.wait_for(&big_blobs());
+        let fetched = f.storage_gets_of(&big_blobs());
+        let errors = pull_big(&[&mirror], 12);
+        assert!(errors.is_empty(), "{label}, warm: {errors:?}");
+        assert_eq!(
+            f.storage_gets_of(&big_blobs()),
+            fetched,
+            "{label}: a warm pull fetched a blob upstream"
+        );
+    }
+}
+
+/// Three servers on one bucket, twelve clients spread over them (half reading slowly): cold,
+/// then warm with nothing fetched upstream.
+#[test]
+fn three_servers_on_one_bucket_serve_twelve_clients_whole() {
+    let _serial = serial();
+    let f = fixture();
+    let store = Store::bucket("three-servers");
+    let servers: Vec<Mirror> = (0..3)
+        .map(|i| store.start(&format!("three-servers-{i}")))
+        .collect();
+    let servers: Vec<&Mirror> = servers.iter().collect();
+    let errors = pull_big(&servers, 12);
+    assert!(errors.is_empty(), "cold: {errors:?}");
+    store.wait_for(&big_blobs());
+    let fetched = f.storage_gets_of(&big_blobs());
+    let errors = pull_big(&servers, 12);
+    assert!(errors.is_empty(), "warm: {errors:?}");
+    assert_eq!(
+        f.storage_gets_of(&big_blobs()),
+        fetched,
+        "a warm pull fetched a blob upstream"
+    );
+}
