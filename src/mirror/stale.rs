@@ -4,9 +4,15 @@
 //! `stored`). When the upstream fails instead (a 5xx, a 429, a timeout, no connection), the last
 //! digest an anonymous client was shown for a tag, and content the upstream showed an anonymous
 //! client under that repository, are served as `stale`, for up to `TAG_STALE_MAX_SECS`. Only
-//! anonymous clients' pulls are recorded (see `anonymous_tokens`), so nothing served this way was
-//! private. With `TAG_TTL_SECS`, an anonymous client's tag is served from its record for that
-//! long without asking the upstream at all.
+//! anonymous clients' pulls are recorded (see `anonymous_tokens`). With `TAG_TTL_SECS`, an
+//! anonymous client's tag is served from its record for that long without asking the upstream at
+//! all.
+//!
+//! A client without credentials of its own may still pull with the mirror's own account
+//! (`UPSTREAM_AUTH_<NAME>`; `warm --user`), which may read private repositories. Each record
+//! therefore names the access behind it ([`Access`]): what the account was shown answers only a
+//! client pulling with that same account, never one the upstream would refuse, whatever wrote
+//! the store (a server, another server on the bucket, a command).
 //!
 //! Records are small objects in the store: `keys::tag` (`{digest} {seen at}`) and
 //! `keys::public` (`{seen at}`); the core asks the adapter to write them after the answer
@@ -14,7 +20,7 @@
 
 use super::answers::*;
 use super::*;
-use crate::store::{keys, parse_seen_at, Record, Stored, TagRecord};
+use crate::store::{keys, Access, Record, ShownRecord, Stored, TagRecord};
 
 /// How long the token the mirror hands out when the upstream token service fails is good for.
 const OFFLINE_TOKEN_SECS: u64 = 60;
@@ -22,6 +28,16 @@ const OFFLINE_TOKEN_SECS: u64 = 60;
 impl Mirror {
     fn keeps_records(&self, resource: &ResourceRequest) -> bool {
         self.has_store() && resource.anonymous
+    }
+
+    /// Whose access this request's upstream answers stand for: anyone's, or the mirror's own
+    /// account's that fetched the client's token.
+    fn access(&self, resource: &ResourceRequest) -> Access {
+        let registry = self.config.registries.get(resource.resolved.registry);
+        match resource.account.and_then(|i| registry.accounts.get(i)) {
+            Some(account) => Access::Account(account.user.to_ascii_lowercase()),
+            None => Access::Anyone,
+        }
     }
 
     /// The tag's digest, as an anonymous client was shown it now.
@@ -40,6 +56,7 @@ impl Mirror {
                 value: TagRecord {
                     digest: digest.to_string(),
                     seen_at: resource.now,
+                    access: self.access(resource),
                 }
                 .to_bytes(),
             });
@@ -54,7 +71,11 @@ impl Mirror {
         if let Some(key) = self.public_key(resource) {
             summary.remember.push(Record {
                 key,
-                value: resource.now.to_string().into_bytes(),
+                value: ShownRecord {
+                    seen_at: resource.now,
+                    access: self.access(resource),
+                }
+                .to_bytes(),
             });
         }
     }
@@ -158,6 +179,7 @@ impl Mirror {
                 let fresh = record
                     .as_deref()
                     .and_then(TagRecord::parse)
+                    .filter(|r| r.access == self.access(&resource))
                     .filter(|r| resource.now.saturating_sub(r.seen_at) < ttl);
                 match fresh {
                     Some(r) => {
@@ -174,6 +196,7 @@ impl Mirror {
                 let usable = record
                     .as_deref()
                     .and_then(TagRecord::parse)
+                    .filter(|r| r.access == self.access(&resource))
                     .filter(|r| resource.now.saturating_sub(r.seen_at) <= stale_max);
                 match usable {
                     Some(r) => {
@@ -191,8 +214,9 @@ impl Mirror {
             } => {
                 let seen = record
                     .as_deref()
-                    .and_then(parse_seen_at)
-                    .filter(|seen| resource.now.saturating_sub(*seen) <= stale_max);
+                    .and_then(ShownRecord::parse)
+                    .filter(|r| r.access == self.access(&resource))
+                    .filter(|r| resource.now.saturating_sub(r.seen_at) <= stale_max);
                 match seen {
                     Some(_) => self.serve(&resource, key, stored, "stale", summary),
                     None => Step::Answer(*fallback, summary),

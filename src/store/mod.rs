@@ -98,33 +98,90 @@ pub struct Record {
 /// The most bytes of a record an adapter reads back.
 pub const MAX_RECORD: usize = 1024;
 
-/// What a tag record holds: the digest an anonymous client was shown for the tag, and when
-/// (`{digest} {unix seconds}`).
+/// What a tag record holds: the digest a client without credentials was shown for the tag, when,
+/// and whose access stood behind it (`{digest} {unix seconds}[ account={user}]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRecord {
     pub digest: String,
     pub seen_at: u64,
+    pub access: Access,
+}
+
+/// Whose access a record stands for. What the upstream showed anyone may answer anyone; what it
+/// showed the mirror's own account (`UPSTREAM_AUTH_<NAME>`, or `warm --user`) answers only
+/// clients who pull with that account again, never a client the upstream would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Anyone,
+    /// The account's user name, lowercased.
+    Account(String),
+}
+
+impl Access {
+    fn suffix(&self) -> String {
+        match self {
+            Access::Anyone => String::new(),
+            Access::Account(user) => format!(" account={user}"),
+        }
+    }
+
+    /// The access a record's remaining words name (none: anyone, as records always were).
+    fn parse(rest: &[&str]) -> Option<Access> {
+        match rest {
+            [] => Some(Access::Anyone),
+            [account] => {
+                let user = account.strip_prefix("account=")?;
+                (!user.is_empty()).then(|| Access::Account(user.to_string()))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl TagRecord {
     pub fn to_bytes(&self) -> Vec<u8> {
-        format!("{} {}", self.digest, self.seen_at).into_bytes()
+        format!("{} {}{}", self.digest, self.seen_at, self.access.suffix()).into_bytes()
     }
 
     pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let (digest, seen_at) = text.trim().split_once(' ')?;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let [digest, seen_at, rest @ ..] = words.as_slice() else {
+            return None;
+        };
         crate::registry::reference::is_valid_digest(digest).then_some(())?;
         Some(TagRecord {
             digest: digest.to_string(),
             seen_at: seen_at.parse().ok()?,
+            access: Access::parse(rest)?,
         })
     }
 }
 
-/// What a public record holds: when the upstream last showed the digest (unix seconds).
-pub fn parse_seen_at(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+/// What a public record holds: when the upstream last showed the digest under the repository,
+/// and to whose access (`{unix seconds}[ account={user}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownRecord {
+    pub seen_at: u64,
+    pub access: Access,
+}
+
+impl ShownRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        format!("{}{}", self.seen_at, self.access.suffix()).into_bytes()
+    }
+
+    pub fn parse(bytes: &[u8]) -> Option<ShownRecord> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let [seen_at, rest @ ..] = words.as_slice() else {
+            return None;
+        };
+        Some(ShownRecord {
+            seen_at: seen_at.parse().ok()?,
+            access: Access::parse(rest)?,
+        })
+    }
 }
 
 /// `TAG_STALE_MAX_SECS` by default: 7 days.
@@ -142,13 +199,35 @@ mod tests {
         let record = TagRecord {
             digest: format!("sha256:{}", "a".repeat(64)),
             seen_at: 42,
+            access: Access::Anyone,
         };
-        assert_eq!(TagRecord::parse(&record.to_bytes()), Some(record));
-        for bad in [&b""[..], b"sha256:zz 1", b"x", b"sha256:aa"] {
+        assert_eq!(TagRecord::parse(&record.to_bytes()), Some(record.clone()));
+        let alices = TagRecord {
+            access: Access::Account("alice".into()),
+            ..record
+        };
+        assert!(String::from_utf8(alices.to_bytes())
+            .unwrap()
+            .ends_with(" account=alice"));
+        assert_eq!(TagRecord::parse(&alices.to_bytes()), Some(alices));
+        for bad in [
+            &b""[..],
+            b"sha256:zz 1",
+            b"x",
+            b"sha256:aa",
+            b"sha256:aa 1 bob",
+        ] {
             assert_eq!(TagRecord::parse(bad), None);
         }
-        assert_eq!(parse_seen_at(b"7"), Some(7));
-        assert_eq!(parse_seen_at(b"x"), None);
+        let shown = |bytes: &[u8]| ShownRecord::parse(bytes);
+        assert_eq!(shown(b"7").map(|r| r.access), Some(Access::Anyone));
+        assert_eq!(
+            shown(b"7 account=alice").map(|r| r.access),
+            Some(Access::Account("alice".into()))
+        );
+        for bad in [&b"x"[..], b"7 alice", b"7 account=", b""] {
+            assert_eq!(shown(bad), None);
+        }
     }
 
     #[test]

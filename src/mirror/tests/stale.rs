@@ -46,6 +46,50 @@ fn tags_seen_by_anonymous_clients_are_served_stale_when_the_upstream_is_down() {
     assert_eq!(r.status(), 503);
 }
 
+/// A record the mirror's own account wrote (a server's `UPSTREAM_AUTH_<NAME>`, `warm --user`)
+/// names that account, and never answers a client pulling without it: not from a fresh record
+/// (`TAG_TTL_SECS`), not stale. A record naming no account (anyone's) still does.
+#[test]
+fn an_accounts_records_answer_no_client_without_that_account() {
+    let m = mirror(&[
+        ("CACHE", "file:///c"),
+        ("TAG_TTL_SECS", "100"),
+        ("TAG_STALE_MAX_SECS", "100"),
+    ]);
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let get_tag = request(Method::GET, "/v2/private/app/manifests/1", &[]);
+    let alices = format!("{digest} 1 account=alice").into_bytes();
+    let anyones = format!("{digest} 1").into_bytes();
+    // Fresh, with TAG_TTL_SECS: alice's record is not used, the upstream is asked.
+    for (record, from_record) in [(&alices, false), (&anyones, true)] {
+        let recall = expect_recall(start(&m, &get_tag, 2));
+        match m.resume_recall(recall.pending, Some(record.clone())) {
+            Step::Lookup(_) => assert!(from_record, "alice's record answered an anonymous client"),
+            Step::Fetch(_) => assert!(!from_record, "anyone's fresh record was not used"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Stale, with the upstream down: alice's record gives the failure.
+    let after_ttl = 150;
+    let recall = expect_recall(start(&m, &get_tag, after_ttl));
+    let fetch = expect_fetch(m.resume_recall(recall.pending, None));
+    let recall = expect_recall(upstream_down(&m, Step::Fetch(Box::new(fetch))));
+    let (r, _) = expect_answer(m.resume_recall(recall.pending, Some(alices.clone())));
+    assert_eq!(r.status(), 503);
+    // Content alice was shown, with the upstream down: not served either.
+    let blob = format!("/v2/private/app/blobs/{digest}");
+    let lookup = expect_lookup(start(&m, &request(Method::GET, &blob, &[]), 2));
+    let stored = crate::store::Stored {
+        length: 5,
+        media_type: None,
+    };
+    let authorize = m.resume_lookup(lookup.pending, Some(stored));
+    let recall = expect_recall(upstream_down(&m, authorize));
+    let shown = b"1 account=alice".to_vec();
+    let (r, _) = expect_answer(m.resume_recall(recall.pending, Some(shown)));
+    assert_eq!(r.status(), 503);
+}
+
 /// A client with a token of its own (its credentials stood behind it, as far as the mirror
 /// knows) is never served stale, and its tags are not recorded: they may be private.
 #[test]
