@@ -199,7 +199,9 @@ pub fn serve(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(super::usage::SAVE_EVERY).await;
-            if let Err(e) = saved.usage.save() {
+            let saving = saved.clone();
+            let result = tokio::task::spawn_blocking(move || saving.usage.save()).await;
+            if let Ok(Err(e)) = result {
                 tracing::warn!(error = %e, "the usage figures could not be saved");
             }
         }

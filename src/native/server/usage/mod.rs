@@ -4,6 +4,12 @@
 //! figures are the metrics' own (counted where the metrics count), kept by the hour so that a day
 //! and a week can be told apart, and saved in the store's directory (`usage.json`, replaced
 //! whole by a rename) every few seconds when they changed, so that a restart keeps them.
+//!
+//! Nobody outside may grow them: only answers the mirror admitted and gave (a 2xx or 3xx) are
+//! counted, so that refused logins and invented repositories add no row; each hour keeps at most
+//! [`MAX_ROWS`] users and repositories, the rest under [`OTHERS`]; the file is written off the
+//! request path, from a copy. Hours ahead of the clock (a clock that was once ahead) are dropped,
+//! not kept in place of the present; a file that cannot be read is set aside, and said so.
 
 mod page;
 
@@ -22,6 +28,12 @@ use std::time::{Duration, SystemTime};
 const KEPT_HOURS: u64 = 7 * 24;
 /// How often changed figures are saved.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// The most users, and the most repositories, one hour keeps by name.
+pub const MAX_ROWS: usize = 500;
+/// Where an hour's figures go past [`MAX_ROWS`] names.
+pub const OTHERS: &str = "(others)";
+/// The longest name kept; longer ones are cut.
+const MAX_NAME: usize = 256;
 
 /// Pulls and bytes.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,14 +98,59 @@ fn seconds(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `tally` added to `name`'s row of `rows`, or to [`OTHERS`] once the rows are full.
+fn add_to(rows: &mut BTreeMap<String, Tally>, name: String, tally: Tally) {
+    let mut name = name;
+    if name.len() > MAX_NAME {
+        let mut end = MAX_NAME;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    let full = rows.len() >= MAX_ROWS && !rows.contains_key(&name);
+    let name = if full { OTHERS.to_string() } else { name };
+    *rows.entry(name).or_default() += tally;
+}
+
+/// The figures in `file`: none when there is no file; when it cannot be read, none, and the
+/// file set aside (`usage.json.unreadable-<seconds>`) with a warning, never silently replaced.
+fn read_figures(file: &std::path::Path, now: u64) -> Figures {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Figures::default(),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "the usage figures cannot be read");
+            return Figures::default();
+        }
+    };
+    match serde_json::from_slice::<Figures>(&bytes) {
+        Ok(mut figures) => {
+            figures.hours.retain(|hour, _| *hour <= now / 3600);
+            figures
+        }
+        Err(e) => {
+            let aside = file.with_extension(format!("json.unreadable-{now}"));
+            let kept = std::fs::rename(file, &aside).is_ok();
+            tracing::warn!(
+                file = %file.display(),
+                error = %e,
+                set_aside = %if kept { aside.display().to_string() } else { "no".into() },
+                "the usage figures could not be read; counting starts again"
+            );
+            Figures::default()
+        }
+    }
+}
+
 impl Usage {
     /// Figures kept in `file` (read back from it when it is there), or in memory only;
     /// repositories named as `registries`' upstreams know them.
     pub fn new(file: Option<PathBuf>, registries: Option<Registries>) -> Usage {
+        let now = seconds(SystemTime::now());
         let figures = file
             .as_ref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .map(|f| read_figures(f, now))
             .unwrap_or_default();
         Usage {
             figures: Mutex::new(figures),
@@ -107,7 +164,7 @@ impl Usage {
         self.figures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One answered request.
+    /// One answered request; only what the mirror admitted and gave (2xx, 3xx) is counted.
     pub fn count(
         &self,
         get: bool,
@@ -116,6 +173,8 @@ impl Usage {
         bytes: Option<u64>,
         now: SystemTime,
     ) {
+        // Refused or failed answers add no row: their names are whatever a client sent.
+        let given = (200..400).contains(&status);
         let now = seconds(now);
         let tally = Tally {
             pulls: u64::from(get && summary.route == "manifest" && (200..300).contains(&status)),
@@ -123,15 +182,15 @@ impl Usage {
         };
         let mut figures = self.figures();
         let hour = figures.hours.entry(now / 3600).or_default();
-        if let Some(repository) = &summary.repository {
+        if let (true, Some(repository)) = (given, &summary.repository) {
             let registry = summary.upstream.as_deref().unwrap_or("");
             let repository = match &self.registries {
                 Some(registries) => registries.upstream_repository(registry, repository),
                 None => repository.clone(),
             };
             let name = format!("{registry}/{repository}");
-            *hour.users.entry(user_of(summary)).or_default() += tally;
-            *hour.repositories.entry(name).or_default() += tally;
+            add_to(&mut hour.users, user_of(summary), tally);
+            add_to(&mut hour.repositories, name, tally);
         }
         if let Some(result) = summary.store {
             *hour.store.entry(result.to_string()).or_default() += 1;
@@ -140,7 +199,8 @@ impl Usage {
             .ratelimit_remaining
             .as_deref()
             .and_then(crate::auth::accounts::pulls_left);
-        if let (Some(left), Some(registry)) = (left, &summary.upstream) {
+        let named = given || status == 429;
+        if let (true, Some(left), Some(registry)) = (named, left, &summary.upstream) {
             let account = match &summary.user {
                 Some(user) => format!("{registry} {user}"),
                 None => format!("{registry} (anonymous, or the mirror's UPSTREAM_AUTH account)"),
@@ -149,7 +209,14 @@ impl Usage {
                 .pulls_left
                 .insert(account, PullsLeft { left, seen_at: now });
         }
-        let newest = figures.hours.keys().next_back().copied().unwrap_or(0);
+        // A week back from the newest hour not ahead of the clock: an hour ahead of it (from a
+        // clock that was once ahead) must not make the present look a week old.
+        let this_hour = seconds(SystemTime::now()).max(now) / 3600;
+        let newest = figures
+            .hours
+            .range(..=this_hour)
+            .next_back()
+            .map_or(0, |(h, _)| *h);
         let oldest = newest.saturating_sub(KEPT_HOURS);
         figures.hours.retain(|hour, _| *hour >= oldest);
         self.changed.store(true, Ordering::Relaxed);
@@ -171,7 +238,8 @@ impl Usage {
     }
 
     /// Saves the figures when they changed since the last save: a new file, renamed over the
-    /// old one, so that a crash leaves the old or the new, never half of one.
+    /// old one, so that a crash leaves the old or the new, never half of one. Made from a copy,
+    /// so that requests wait for no serialising; called off the async threads.
     pub fn save(&self) -> std::io::Result<()> {
         let Some(file) = &self.file else {
             return Ok(());
@@ -179,7 +247,8 @@ impl Usage {
         if !self.changed.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&*self.figures()).map_err(std::io::Error::other)?;
+        let figures = self.snapshot();
+        let bytes = serde_json::to_vec(&figures).map_err(std::io::Error::other)?;
         let temporary = file.with_extension(format!("json.{}", std::process::id()));
         std::fs::write(&temporary, bytes)?;
         std::fs::rename(&temporary, file)

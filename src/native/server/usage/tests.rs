@@ -91,3 +91,81 @@ fn names_are_escaped_on_the_page() {
     let page = render(&usage.snapshot(), seconds(SystemTime::now()), "");
     assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"));
 }
+
+/// Refused answers add no row, and no hour keeps more than `MAX_ROWS` names of each kind: a
+/// client sending invented users and repositories cannot grow the figures.
+#[test]
+fn nobody_grows_the_figures_without_bound() {
+    let usage = Usage::new(None, None);
+    let now = SystemTime::now();
+    for n in 0..2000 {
+        let junk = summary(Some(&format!("user{n}")), &format!("junk/{n}"), None);
+        usage.count(true, &junk, 401, None, now);
+    }
+    let figures = usage.snapshot();
+    let all = since(&figures, 0);
+    assert!(
+        all.users.is_empty() && all.repositories.is_empty(),
+        "{all:?}"
+    );
+    for n in 0..(MAX_ROWS + 100) {
+        let name = format!("{n}{}", "x".repeat(1000));
+        usage.count(true, &summary(Some(&name), &name, None), 200, Some(1), now);
+    }
+    let all = since(&usage.snapshot(), 0);
+    assert_eq!(all.users.len(), MAX_ROWS + 1);
+    assert_eq!(all.repositories.len(), MAX_ROWS + 1);
+    assert_eq!(all.users[OTHERS].pulls, 100);
+    assert!(all.users.keys().all(|name| name.len() <= 256));
+}
+
+/// An hour ahead of the clock (a clock that was once ahead) does not make the present's figures
+/// look a week old: it is dropped, and what is counted now is kept.
+#[test]
+fn an_hour_ahead_of_the_clock_discards_nothing_counted_now() {
+    let dir = std::env::temp_dir().join(format!("usage-future-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("usage.json");
+    let now = SystemTime::now();
+    let ahead = now + Duration::from_secs(30 * 24 * 3600);
+    let usage = Usage::new(Some(file.clone()), None);
+    usage.count(
+        true,
+        &summary(Some("alice"), "a", None),
+        200,
+        Some(1),
+        ahead,
+    );
+    usage.count(true, &summary(Some("bob"), "b", None), 200, Some(1), now);
+    assert!(since(&usage.snapshot(), 0).users.contains_key("bob"));
+    usage.save().unwrap();
+    let usage = Usage::new(Some(file.clone()), None);
+    usage.count(true, &summary(Some("carol"), "b", None), 200, Some(1), now);
+    let all = since(&usage.snapshot(), 0);
+    assert!(
+        all.users.contains_key("bob") && all.users.contains_key("carol"),
+        "{all:?}"
+    );
+    // Read back, the hour ahead of the clock is gone.
+    assert!(!all.users.contains_key("alice"), "{all:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A `usage.json` that cannot be read is set aside, not replaced without a word.
+#[test]
+fn an_unreadable_file_is_set_aside() {
+    let dir = std::env::temp_dir().join(format!("usage-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("usage.json");
+    std::fs::write(&file, b"{not json").unwrap();
+    let usage = Usage::new(Some(file.clone()), None);
+    assert!(usage.snapshot().hours.is_empty());
+    let aside: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("usage.json.unreadable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(dir.join(&aside[0])).unwrap(), b"{not json");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
