@@ -7,7 +7,12 @@
 //! checks every byte against its digest as it is stored, and writes the records an anonymous pull
 //! writes, so that the tags are served as stale answers when the upstream fails (public images
 //! only: the upstream was asked without a client's credentials, with the mirror's own account
-//! where `UPSTREAM_AUTH_*` or `--user` gives one). What is stored already is not fetched again.
+//! where `UPSTREAM_AUTH_*` or `--user` gives one; records of an account's pulls name it, and answer
+//! only clients pulling with that account: `store::Access`). What is stored already is not
+//! fetched again.
+//!
+//! An upstream may be hostile: an index is followed at most [`MAX_DEPTH`] levels deep, each
+//! manifest once, and an image of more than [`MAX_MANIFESTS`] manifests fails (alone).
 
 mod client;
 
@@ -46,6 +51,12 @@ pub struct Args {
     #[arg(long, default_value_t = 4, value_name = "N")]
     jobs: usize,
 }
+
+/// How deep indexes are followed: an image's manifest, the index's children, and below that only
+/// what no real registry serves (an index of indexes of indexes).
+const MAX_DEPTH: usize = 4;
+/// The most manifests one image may have (its index and every child).
+const MAX_MANIFESTS: usize = 1024;
 
 /// What the run did, counted.
 #[derive(Default)]
@@ -169,9 +180,16 @@ impl Warm {
         };
         let mut client = Client::new(&self.driver, &image.name);
         self.bar.inc_length(1);
-        let mut pending = vec![image.reference.clone()];
+        let mut pending = vec![(image.reference.clone(), 0)];
+        let mut seen = std::collections::HashSet::new();
         let mut blobs = Vec::new();
-        while let Some(reference) = pending.pop() {
+        while let Some((reference, depth)) = pending.pop() {
+            if !seen.insert(reference.clone()) {
+                continue;
+            }
+            if depth > MAX_DEPTH {
+                return failed(format!("indexes nested more than {MAX_DEPTH} deep"));
+            }
             let answer = match self
                 .manifest(&mut client, &registry, &image, &reference)
                 .await
@@ -184,8 +202,19 @@ impl Warm {
                     return failed(format!("no manifest for the platforms {}", self.platforms))
                 }
                 Ok(found) => {
-                    self.bar.inc_length(found.manifests.len() as u64);
-                    pending.extend(found.manifests);
+                    let mut children: Vec<String> = found
+                        .manifests
+                        .into_iter()
+                        .filter(|child| !seen.contains(child))
+                        .collect();
+                    children.sort();
+                    children.dedup();
+                    if seen.len() + pending.len() + children.len() > MAX_MANIFESTS {
+                        let most = MAX_MANIFESTS;
+                        return failed(format!("more than {most} manifests in one image"));
+                    }
+                    self.bar.inc_length(children.len() as u64);
+                    pending.extend(children.into_iter().map(|child| (child, depth + 1)));
                     blobs.extend(found.blobs);
                 }
                 Err(e) => return failed(e),
