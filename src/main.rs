@@ -169,6 +169,9 @@ mod server {
                 (None, Some(acme)) => Some(tls::server_config(acme.start()?, true)?),
                 (None, None) => None,
             };
+            if let Some(store) = &store {
+                store.sweep_while_serving();
+            }
             if let (Some(addr), Some(metrics)) = (metrics_listen, &metrics) {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await

@@ -24,6 +24,8 @@ pub enum Fault {
     SlowHead(Duration),
     /// Cut storage bodies after this many bytes, with a reset.
     CutBody { after: usize },
+    /// Send storage bodies at this many bytes a second (an upstream slower than the clients).
+    SlowBody { bytes_per_sec: u64 },
     /// Flip a bit in the first byte of every storage body: whole, but not the content asked for.
     CorruptBody,
     /// The token service does not answer: its connections close at once.
@@ -240,11 +242,16 @@ async fn handle(
         (Fault::CutBody { after }, "storage") => Some(*after),
         _ => None,
     };
+    let pace = match (&current, kind) {
+        (Fault::SlowBody { bytes_per_sec }, "storage") => Some(*bytes_per_sec),
+        _ => None,
+    };
     let mut corrupt = matches!((&current, kind), (Fault::CorruptBody, "storage"));
     let mut stream = response.bytes_stream();
     let body = async_stream(move |tx| async move {
         use futures_util::StreamExt;
         let mut sent = 0usize;
+        let started = std::time::Instant::now();
         while let Some(chunk) = stream.next().await {
             let Ok(mut chunk) = chunk else {
                 let _ = tx.send(Err(std::io::Error::other("upstream broke"))).await;
@@ -271,6 +278,12 @@ async fn handle(
             sent += chunk.len();
             if tx.send(Ok(Frame::data(chunk))).await.is_err() {
                 return;
+            }
+            if let Some(rate) = pace {
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     });

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> ExitCode {
             tag: tagged.then_some(image.reference),
         });
     }
-    let store = match ContentStore::open_for_command(&mut config) {
+    let store = match ContentStore::open_for_command(&mut config, false) {
         Ok(store) => store,
         Err(e) => return refuse("purge", &e),
     };

@@ -43,7 +43,8 @@ impl Count {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let store = super::config_with(&[]).and_then(|mut c| ContentStore::open_for_command(&mut c));
+    let store =
+        super::config_with(&[]).and_then(|mut c| ContentStore::open_for_command(&mut c, false));
     let store = match store {
         Ok(store) => store,
         Err(e) => return refuse("usage", &e),

@@ -20,6 +20,9 @@ use crate::Config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How often a serving directory store looks for abandoned temporary files.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct ContentStore {
     backend: Backend,
     in_flight: InFlight,
@@ -231,6 +234,30 @@ impl ContentStore {
             Backend::Disk(disk) => Some(disk.used()),
             Backend::Bucket(_) => None,
         }
+    }
+
+    /// Sweeps a directory store's abandoned temporary files every [`SWEEP_EVERY`] while the
+    /// server runs (a command killed mid-write leaves its partial object in `tmp/`), saying what
+    /// it freed. A bucket's unfinished uploads are its lifecycle rule's to abort.
+    pub fn sweep_while_serving(self: &Arc<Self>) {
+        let Backend::Disk(disk) = &self.backend else {
+            return;
+        };
+        let disk = disk.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let disk = disk.clone();
+                let swept = tokio::task::spawn_blocking(move || disk.sweep_abandoned()).await;
+                if let Ok((bytes, files @ 1..)) = swept {
+                    tracing::info!(
+                        files,
+                        bytes,
+                        "abandoned temporary files deleted from the store"
+                    );
+                }
+            }
+        });
     }
 
     /// The small record at `key`.

@@ -27,11 +27,35 @@ pub struct Listed {
 impl ContentStore {
     /// The store `CACHE` names (the local server's default directory when it is unset), opened
     /// for a command: a directory without the server's lock (see `DiskStore::open_beside_server`).
-    /// An error when `CACHE` names no store the command can reach (`none`, `edge`).
-    pub fn open_for_command(config: &mut Config) -> Result<Arc<ContentStore>, String> {
+    /// An error when `CACHE` names no store the command can reach (`none`, `edge`), or a
+    /// directory that holds no store, unless the command `creates` one (`warm`, which says so: a
+    /// mistyped `CACHE` must not be made and reported clean). Run as root on a directory another
+    /// user owns (a systemd unit's `DynamicUser`, a container's user), the command acts as that
+    /// owner, so that it leaves nothing the server cannot use (see [`act_as_owner_of`]).
+    pub fn open_for_command(
+        config: &mut Config,
+        creates: bool,
+    ) -> Result<Arc<ContentStore>, String> {
         let default_dir = super::disk::default_dir();
-        if config.store == StoreSetting::Unset && default_dir.is_none() {
-            return Err("CACHE is unset and there is no $HOME".into());
+        let dir = match &config.store {
+            StoreSetting::Directory(dir) => Some(std::path::PathBuf::from(dir)),
+            StoreSetting::Unset => match &default_dir {
+                Some(dir) => Some(dir.clone()),
+                None => return Err("CACHE is unset and there is no $HOME".into()),
+            },
+            _ => None,
+        };
+        if let Some(dir) = &dir {
+            if !dir.join("objects").is_dir() {
+                if !creates {
+                    return Err(format!(
+                        "there is no store at {} (no objects/ in it): is CACHE right?",
+                        dir.display()
+                    ));
+                }
+                eprintln!("making a new store at {}", dir.display());
+            }
+            act_as_owner_of(dir)?;
         }
         let opened = ContentStore::open_with(config, default_dir, DiskStore::open_beside_server)?;
         opened.ok_or_else(|| match config.store {
@@ -41,6 +65,15 @@ impl ContentStore {
             _ => "CACHE=none names no store: set CACHE=file:///path or s3://bucket/prefix"
                 .to_string(),
         })
+    }
+
+    /// Deletes the temporary files this process made in a directory store (an interrupted
+    /// command's partial objects); a bucket's unfinished uploads are the bucket's lifecycle
+    /// rule's to abort.
+    pub fn remove_own_temporary_files(&self) {
+        if let Backend::Disk(disk) = &self.backend {
+            disk.remove_temporary_files_of(std::process::id());
+        }
     }
 
     /// Where the store is, for messages.
@@ -102,4 +135,42 @@ impl ContentStore {
         self.records.wait().await;
         self.records.reopen();
     }
+}
+
+/// Run as root on `dir` (or its nearest existing parent) owned by another user, becomes that
+/// user (its group too, no supplementary groups) and says so: what a command then writes is the
+/// owner's, as if the server had written it. Root writing into a `DynamicUser`'s store would
+/// leave directories the server can no longer write into, and objects it cannot evict.
+pub fn act_as_owner_of(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Some(meta) = dir.ancestors().find_map(|d| std::fs::metadata(d).ok()) else {
+        return Ok(());
+    };
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; the group before the user, while still root.
+    let switched = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !switched {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "{} belongs to uid {uid}, and root could not act as it ({e}): run the command as \
+             that user",
+            dir.display()
+        ));
+    }
+    eprintln!(
+        "acting as the owner of {} (uid {uid}, gid {gid}), as its server does",
+        dir.display()
+    );
+    Ok(())
 }

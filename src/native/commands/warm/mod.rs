@@ -132,7 +132,7 @@ impl Warm {
             overrides.push(("UPSTREAM_AUTH_DOCKER_IO", Some(user.clone())));
         }
         let mut config = super::config_with(&overrides)?;
-        let store = ContentStore::open_for_command(&mut config)?;
+        let store = ContentStore::open_for_command(&mut config, true)?;
         let env = |key: &str| std::env::var(key).ok();
         let driver = Driver::new(Mirror::new(config), DriverSettings::from_lookup(env)?)?
             .with_store(store.clone());
@@ -149,6 +149,7 @@ impl Warm {
     async fn all(self, images: Vec<Image>) -> ExitCode {
         let count = images.len();
         eprintln!("warming {count} image(s) into {}", self.store.describe());
+        remove_partial_objects_when_stopped(self.store.clone());
         let jobs = self.jobs.available_permits();
         futures_util::stream::iter(images)
             .map(|image| self.image(image))
@@ -360,3 +361,24 @@ impl Warm {
 /// How many times, and how far apart, an object just relayed is looked for in the store.
 const VISIBLE_TRIES: u32 = 20;
 const VISIBLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// On `SIGINT` or `SIGTERM`, deletes this run's partial objects from a directory store and exits
+/// (130, as a shell reports an interrupted command): an interrupted warm leaves nothing behind.
+fn remove_partial_objects_when_stopped(store: Arc<ContentStore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        store.remove_own_temporary_files();
+        eprintln!("warm: stopped; its partial objects are deleted");
+        std::process::exit(130);
+    });
+}

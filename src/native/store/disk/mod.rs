@@ -55,6 +55,18 @@ const LARGEST_OBJECT_FRACTION: u64 = 4;
 /// on every write of a full store.
 const LOW_MARK_FRACTION: u64 = 10;
 
+/// A temporary file of a process that is gone, untouched this long, is swept.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Any temporary file untouched this long is swept (an object's writes never pause so long).
+pub const SURELY_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a process `pid` runs (in this PID namespace).
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 checks for the process and sends nothing.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// A directory of stored objects.
 pub struct DiskStore {
     root: PathBuf,
@@ -212,6 +224,49 @@ impl DiskStore {
             }
         }
         Err(last.unwrap_or_else(|| std::io::Error::other("no temporary file")))
+    }
+
+    /// Deletes the temporary files process `pid` made (see `temporary_file`).
+    pub fn remove_temporary_files_of(&self, pid: u32) {
+        let mine = format!("-{pid}-");
+        for entry in std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().contains(&mine) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Deletes temporary files abandoned while the server runs (a command killed mid-write): those
+    /// of a process that is gone and untouched for [`ABANDONED_AFTER`], and any untouched for
+    /// [`SURELY_ABANDONED_AFTER`] (a process of another PID namespace). Their bytes and count.
+    pub fn sweep_abandoned(&self) -> (u64, usize) {
+        let (mut bytes, mut files) = (0, 0);
+        let now = SystemTime::now();
+        for entry in std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(meta) = entry.metadata() else { continue };
+            let idle = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            let gone = pid.is_some_and(|pid| !process_exists(pid));
+            let abandoned = (gone && idle >= ABANDONED_AFTER) || idle >= SURELY_ABANDONED_AFTER;
+            if abandoned && std::fs::remove_file(entry.path()).is_ok() {
+                bytes += meta.len();
+                files += 1;
+            }
+        }
+        (bytes, files)
     }
 
     /// Keys come from the core (registry names and digests it has checked); anything that could

@@ -174,3 +174,35 @@ async fn a_relayed_object_is_written_in_batches_and_kept_only_on_commit() {
     assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// While the server runs, a temporary file of a process that is gone (a command killed
+/// mid-write) is swept once idle; one of a live process is kept, unless idle for an hour; the
+/// server's own writes are never touched.
+#[test]
+fn abandoned_temporary_files_are_swept_while_serving() {
+    let dir = scratch("sweep");
+    let store = DiskStore::open(&dir, 1 << 20).unwrap();
+    let mut writing = store.begin("v1/r/blobs/sha256/aa", None).unwrap();
+    writing.write(b"in progress").unwrap();
+    let tmp = dir.join("tmp");
+    // A PID past the kernel's largest (4194304) belongs to no process.
+    let gone = tmp.join("1-4194399-0");
+    let live_idle = tmp.join(format!("1-{}-99", std::process::id()));
+    let live_old = tmp.join(format!("2-{}-99", std::process::id()));
+    for file in [&gone, &live_idle, &live_old] {
+        std::fs::write(file, vec![0; 1000]).unwrap();
+    }
+    let ago = |secs| std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    let touch = |file: &Path, secs| {
+        let f = std::fs::File::options().write(true).open(file).unwrap();
+        f.set_modified(ago(secs)).unwrap();
+    };
+    touch(&gone, 120);
+    touch(&live_idle, 120);
+    touch(&live_old, 2 * 3600);
+    assert_eq!(store.sweep_abandoned(), (2000, 2));
+    assert!(!gone.exists() && !live_old.exists() && live_idle.exists());
+    writing.commit().unwrap();
+    assert!(store.open_object("v1/r/blobs/sha256/aa").is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
