@@ -233,7 +233,7 @@ impl BucketStore {
         let (hand_over, claim) = oneshot::channel::<Option<Claim>>();
         tokio::spawn(async move {
             if let Ok(Err(e)) = upload.done.await {
-                tracing::warn!(error = %e, "the bucket could not keep an object");
+                crate::native::store::complaints::could_not_keep(&e);
             }
             drop(claim.await);
         });

@@ -4,6 +4,7 @@
 
 pub mod bucket;
 pub mod catch_up;
+pub mod complaints;
 pub mod disk;
 pub mod in_flight;
 pub mod storing_body;
@@ -296,7 +297,7 @@ impl ContentStore {
             Backend::Bucket(bucket) => bucket.write_record(key, value).await,
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "the store could not keep a record");
+            complaints::could_not_keep_record(&e);
         }
     }
 }

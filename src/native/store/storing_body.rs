@@ -159,7 +159,7 @@ impl Body for StoringBody {
                     },
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => {
-                        tracing::warn!(error = %e, "the store stopped taking a blob");
+                        crate::native::store::complaints::could_not_keep(&e);
                         this.sink = None;
                     }
                 }

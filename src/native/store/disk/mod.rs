@@ -60,6 +60,11 @@ pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// Any temporary file untouched this long is swept (an object's writes never pause so long).
 pub const SURELY_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// `e`, saying what was done to which path (a store that cannot keep objects says where).
+fn at_path(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
 /// Whether a process `pid` runs (in this PID namespace).
 fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 checks for the process and sends nothing.
@@ -178,24 +183,31 @@ impl DiskStore {
 
     /// Keeps a small record at `key`, replacing the one there.
     pub fn write_record(self: &Arc<Self>, key: &str, value: &[u8]) -> std::io::Result<()> {
-        let mut writing = self
-            .begin(key, None)
-            .ok_or_else(|| std::io::Error::other("not a key the store takes"))?;
+        let mut writing = self.begin(key, None)?;
         writing.write(value)?;
         writing.commit()
     }
 
-    /// A new object at `key`, written to a temporary file until [`Writing::commit`].
-    pub fn begin(self: &Arc<Self>, key: &str, media_type: Option<&str>) -> Option<Writing> {
-        let destination = self.path(key)?;
+    /// A new object at `key`, written to a temporary file until [`Writing::commit`]; why not,
+    /// with the path that refused it (the server logs it).
+    pub fn begin(
+        self: &Arc<Self>,
+        key: &str,
+        media_type: Option<&str>,
+    ) -> std::io::Result<Writing> {
+        let refused = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+        let destination = self
+            .path(key)
+            .ok_or_else(|| refused("not a key the store takes"))?;
         let media_type = media_type.unwrap_or("-");
         if media_type.len() > 200 || media_type.contains(['\n', '\r']) {
-            return None;
+            return Err(refused("not a media type the store keeps"));
         }
-        let (temporary, mut file) = self.temporary_file().ok()?;
+        let (temporary, mut file) = self.temporary_file()?;
         let header = format!("{HEADER_MAGIC}{media_type}\n");
-        file.write_all(header.as_bytes()).ok()?;
-        Some(Writing {
+        file.write_all(header.as_bytes())
+            .map_err(|e| at_path("cannot write", &temporary, e))?;
+        Ok(Writing {
             file: std::io::BufWriter::with_capacity(256 * 1024, file),
             temporary,
             destination,
@@ -223,7 +235,8 @@ impl DiskStore {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no temporary file")))
+        let e = last.unwrap_or_else(|| std::io::Error::other("no temporary file"));
+        Err(at_path("cannot make a file in", &self.root.join("tmp"), e))
     }
 
     /// Deletes the temporary files process `pid` made (see `temporary_file`).
@@ -373,9 +386,10 @@ impl Writing {
         self.file.flush()?;
         self.file.get_ref().sync_data()?;
         if let Some(parent) = self.destination.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).map_err(|e| at_path("cannot make", parent, e))?;
         }
-        std::fs::rename(&self.temporary, &self.destination)?;
+        std::fs::rename(&self.temporary, &self.destination)
+            .map_err(|e| at_path("cannot move an object into", &self.destination, e))?;
         self.committed = true;
         // A record replaced: the index swaps the old entry for the new.
         let destination = std::mem::take(&mut self.destination);

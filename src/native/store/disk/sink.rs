@@ -48,13 +48,9 @@ impl DiskSink {
         let writer = Writer::start()
             .inspect_err(|e| tracing::warn!(error = %e, "the store cannot start a writer"))
             .ok();
-        let create = writer.as_ref().map(|writer| {
-            writer.run(move || {
-                store
-                    .begin(&key, media_type.as_deref())
-                    .ok_or_else(|| std::io::Error::other("the store cannot make the object's file"))
-            })
-        });
+        let create = writer
+            .as_ref()
+            .map(|writer| writer.run(move || store.begin(&key, media_type.as_deref())));
         DiskSink {
             writer,
             idle: None,
@@ -130,7 +126,7 @@ impl Sink for DiskSink {
                 writing.commit()
             });
             if let Err(e) = kept.await {
-                tracing::warn!(error = %e, "the store could not keep a blob");
+                crate::native::store::complaints::could_not_keep(&e);
             }
             drop(claim);
         };

@@ -86,7 +86,7 @@ fn the_media_type_travels_with_the_object() {
     let mut body = String::new();
     std::io::Read::read_to_string(&mut file, &mut body).unwrap();
     assert_eq!(body, "{}");
-    assert!(store.begin(key, Some("bad\ntype")).is_none());
+    assert!(store.begin(key, Some("bad\ntype")).is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -95,7 +95,7 @@ fn keys_cannot_leave_the_directory() {
     let dir = scratch("keys");
     let store = DiskStore::open(&dir, 10).unwrap();
     for key in ["../x", "v1/../../x", "/etc/passwd", "v1//x", "v1/a b"] {
-        assert!(store.begin(key, None).is_none(), "{key}");
+        assert!(store.begin(key, None).is_err(), "{key}");
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -204,5 +204,29 @@ fn abandoned_temporary_files_are_swept_while_serving() {
     assert!(!gone.exists() && !live_old.exists() && live_idle.exists());
     writing.commit().unwrap();
     assert!(store.open_object("v1/r/blobs/sha256/aa").is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A store that cannot write says where: the path that refused it is in the error the server
+/// logs (`complaints`), not "cannot make the object's file".
+#[test]
+fn a_failure_to_keep_names_the_path() {
+    let dir = scratch("refused");
+    let store = DiskStore::open(&dir, 1 << 20).unwrap();
+    std::fs::remove_dir_all(dir.join("tmp")).unwrap();
+    std::fs::write(dir.join("tmp"), b"not a directory").unwrap();
+    let e = store.begin("v1/r/blobs/sha256/aa", None).err().unwrap();
+    assert!(
+        e.to_string()
+            .contains(&format!("{}", dir.join("tmp").display())),
+        "{e}"
+    );
+    std::fs::remove_file(dir.join("tmp")).unwrap();
+    std::fs::create_dir(dir.join("tmp")).unwrap();
+    std::fs::write(dir.join("objects/v1"), b"in the way").unwrap();
+    let mut writing = store.begin("v1/r/blobs/sha256/aa", None).unwrap();
+    writing.write(b"x").unwrap();
+    let e = writing.commit().unwrap_err();
+    assert!(e.to_string().contains("objects/v1"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
