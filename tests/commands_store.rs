@@ -86,7 +86,7 @@ fn an_interrupted_warm_leaves_no_partial_object() {
     }
 }
 
-/// Run as root on a store that another user owns, `warm` writes as that user: every file and
+/// Run as root on a store that another user owns, `warm` writes for that user: every file and
 /// directory it makes belongs to the store's owner, so that the server (that user) can still
 /// write, replace and evict. It says so.
 #[test]
@@ -97,15 +97,20 @@ fn a_root_warm_writes_as_the_stores_owner() {
         return;
     }
     let Setup {
-        front: _front,
-        store,
-        settings,
+        front,
+        store: parent,
+        settings: _,
     } = set_up("commands-owned-store");
-    let _ = std::fs::remove_dir_all(&store);
+    // As systemd lays out a DynamicUser's StateDirectory: /var/lib/private (root's, mode 0700)
+    // holding the store, which belongs to the service's own user (here nobody:nogroup).
+    let _ = std::fs::remove_dir_all(&parent);
+    let store = parent.join("registry-mirror");
     std::fs::create_dir_all(&store).unwrap();
-    // nobody:nogroup, as a DynamicUser's store belongs to a user of its own.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700)).unwrap();
     let (uid, gid) = (65534, 65534);
     std::os::unix::fs::chown(&store, Some(uid), Some(gid)).unwrap();
+    let settings = support::commands::store_settings(&store, &front);
     let (status, out, err) = command(&settings, &["warm", "alpine:v2s2"]);
     assert_eq!(status, 0, "{out}{err}");
     assert!(err.contains("acting as the owner of"), "{err}");

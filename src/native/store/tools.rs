@@ -30,8 +30,10 @@ impl ContentStore {
     /// An error when `CACHE` names no store the command can reach (`none`, `edge`), or a
     /// directory that holds no store, unless the command `creates` one (`warm`, which says so: a
     /// mistyped `CACHE` must not be made and reported clean). Run as root on a directory another
-    /// user owns (a systemd unit's `DynamicUser`, a container's user), the command acts as that
-    /// owner, so that it leaves nothing the server cannot use (see [`act_as_owner_of`]).
+    /// user owns (a systemd unit's `DynamicUser`, a container's user), what the command makes is
+    /// given to that owner, so that it leaves nothing the server cannot use (`DiskStore::owner`;
+    /// root keeps its own rights, which a `DynamicUser`'s store under `/var/lib/private`, a
+    /// directory of mode 0700, needs).
     pub fn open_for_command(
         config: &mut Config,
         creates: bool,
@@ -55,9 +57,17 @@ impl ContentStore {
                 }
                 eprintln!("making a new store at {}", dir.display());
             }
-            act_as_owner_of(dir)?;
         }
         let opened = ContentStore::open_with(config, default_dir, DiskStore::open_beside_server)?;
+        if let Some(Backend::Disk(disk)) = opened.as_ref().map(|store| &store.backend) {
+            if let Some((uid, gid)) = disk.owner() {
+                eprintln!(
+                    "acting as the owner of {}: what this command writes there belongs to uid \
+                     {uid}, gid {gid}, as the server's own writes do",
+                    disk.root().display()
+                );
+            }
+        }
         opened.ok_or_else(|| match config.store {
             StoreSetting::Edge => "CACHE=edge is Fastly's cache, out of reach from here: warm it \
                  through the edge (scripts/warm-through)"
@@ -135,42 +145,4 @@ impl ContentStore {
         self.records.wait().await;
         self.records.reopen();
     }
-}
-
-/// Run as root on `dir` (or its nearest existing parent) owned by another user, becomes that
-/// user (its group too, no supplementary groups) and says so: what a command then writes is the
-/// owner's, as if the server had written it. Root writing into a `DynamicUser`'s store would
-/// leave directories the server can no longer write into, and objects it cannot evict.
-pub fn act_as_owner_of(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(());
-    }
-    let Some(meta) = dir.ancestors().find_map(|d| std::fs::metadata(d).ok()) else {
-        return Ok(());
-    };
-    let (uid, gid) = (meta.uid(), meta.gid());
-    if uid == 0 {
-        return Ok(());
-    }
-    // SAFETY: plain system calls on integers; the group before the user, while still root.
-    let switched = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(gid) == 0
-            && libc::setuid(uid) == 0
-    };
-    if !switched {
-        let e = std::io::Error::last_os_error();
-        return Err(format!(
-            "{} belongs to uid {uid}, and root could not act as it ({e}): run the command as \
-             that user",
-            dir.display()
-        ));
-    }
-    eprintln!(
-        "acting as the owner of {} (uid {uid}, gid {gid}), as its server does",
-        dir.display()
-    );
-    Ok(())
 }

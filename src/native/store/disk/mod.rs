@@ -60,6 +60,34 @@ pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// Any temporary file untouched this long is swept (an object's writes never pause so long).
 pub const SURELY_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The owner of `root` (or of its nearest existing parent) when this process is root and that
+/// owner is not: a command run with `sudo` on a store a `DynamicUser` or a container's user owns.
+fn other_owner(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let meta = root.ancestors().find_map(|d| std::fs::metadata(d).ok())?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+}
+
+/// Gives `path` and its parents up to `root` (included) that `owner` does not own to it.
+fn give_to(owner: (u32, u32), path: &Path, root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path.ancestors() {
+        let meta = std::fs::metadata(dir)?;
+        if (meta.uid(), meta.gid()) != owner {
+            std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1))
+                .map_err(|e| at_path("cannot give away", dir, e))?;
+        }
+        if dir == root {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// `e`, saying what was done to which path (a store that cannot keep objects says where).
 fn at_path(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
@@ -81,6 +109,9 @@ pub struct DiskStore {
     /// Held open for the store's life: the exclusive lock on the directory (a server's; the
     /// owner's commands take none).
     _lock: Option<std::fs::File>,
+    /// For a command run as root on a store another user owns: that user and group, given
+    /// everything the command makes, so that the store's server can still use it.
+    owner: Option<(u32, u32)>,
 }
 
 impl DiskStore {
@@ -99,8 +130,19 @@ impl DiskStore {
     /// command's own files. What such a command adds is served by a running server at once, and
     /// counted towards its bound from its next start; what it deletes is, to that server, a miss.
     pub fn open_beside_server(root: &Path, max_bytes: u64) -> std::io::Result<Arc<DiskStore>> {
+        let owner = other_owner(root);
         std::fs::create_dir_all(root)?;
-        DiskStore::index_of(root, max_bytes, None)
+        let mut store = DiskStore::index_of(root, max_bytes, None)?;
+        if let Some(owner) = owner {
+            give_to(owner, root, root)?;
+            for made in ["tmp", "objects"] {
+                give_to(owner, &root.join(made), root)?;
+            }
+            if let Some(store) = Arc::get_mut(&mut store) {
+                store.owner = Some(owner);
+            }
+        }
+        Ok(store)
     }
 
     fn index_of(
@@ -120,7 +162,14 @@ impl DiskStore {
             index: Mutex::new(index),
             writes: AtomicU64::new(0),
             _lock: lock,
+            owner: None,
         }))
+    }
+
+    /// The user (and group) a command run as root gives what it makes, when another user owns
+    /// the store (see `owner`).
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
     }
 
     /// The store's directory.
@@ -231,7 +280,13 @@ impl DiskStore {
                 .create_new(true)
                 .open(&path)
             {
-                Ok(file) => return Ok((path, file)),
+                Ok(file) => {
+                    if let Some((uid, gid)) = self.owner {
+                        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                            .map_err(|e| at_path("cannot give away", &path, e))?;
+                    }
+                    return Ok((path, file));
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -387,6 +442,9 @@ impl Writing {
         self.file.get_ref().sync_data()?;
         if let Some(parent) = self.destination.parent() {
             std::fs::create_dir_all(parent).map_err(|e| at_path("cannot make", parent, e))?;
+            if let Some(owner) = self.store.owner {
+                give_to(owner, parent, &self.store.root)?;
+            }
         }
         std::fs::rename(&self.temporary, &self.destination)
             .map_err(|e| at_path("cannot move an object into", &self.destination, e))?;
