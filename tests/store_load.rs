@@ -149,8 +149,9 @@ fn a_slow_client_gets_whole_blobs_hit_and_miss_on_every_store() {
 }
 
 /// Twelve clients pull the big image at once, half of them slowly: cold (all missing the same
-/// layer), then warm (all served from the store, nothing fetched upstream), on a directory and
-/// on a bucket. All twenty-four pulls are whole.
+/// layer; on a directory, each blob fetched upstream once), then warm (all served from the
+/// store, nothing fetched upstream), on a directory and on a bucket. All twenty-four pulls are
+/// whole.
 #[test]
 fn twelve_clients_at_once_pull_whole_cold_and_warm_on_every_store() {
     let _serial = serial();
@@ -160,8 +161,18 @@ fn twelve_clients_at_once_pull_whole_cold_and_warm_on_every_store() {
         ("twelve-bucket", Store::bucket("twelve-bucket")),
     ] {
         let mirror = store.start(label);
+        let before = f.storage_gets_of(&big_blobs());
         let errors = pull_big(&[&mirror], 12);
         assert!(errors.is_empty(), "{label}, cold: {errors:?}");
+        // A directory's fill is no client's: each blob crossed from the upstream once.
+        if let Store::Directory(_) = store {
+            let transfers = f.storage_gets_of(&big_blobs()) - before;
+            assert_eq!(
+                transfers,
+                big_blobs().len(),
+                "{label}: blobs fetched more than once"
+            );
+        }
         store.wait_for(&big_blobs());
         let fetched = f.storage_gets_of(&big_blobs());
         let errors = pull_big(&[&mirror], 12);
@@ -196,4 +207,103 @@ fn three_servers_on_one_bucket_serve_twelve_clients_whole() {
         fetched,
         "a warm pull fetched a blob upstream"
     );
+}
+
+/// One client of the 64 MiB layer through the mirror, as a test client reads it: reading at
+/// `slow_rate` for its first `slow_for` bytes (then at full speed); the time to its first byte,
+/// or why it failed. Whole, and of the right digest, or an error.
+async fn read_layer(
+    mirror: String,
+    token: String,
+    slow_rate: u64,
+    slow_for: u64,
+) -> Result<Duration, String> {
+    use http_body_util::BodyExt;
+    use sha2::Digest;
+    let layer = big_blobs().last().unwrap().clone();
+    let url = format!("http://{mirror}/v2/big/blobs/{layer}");
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.status() != 200 {
+        return Err(format!("{}", answer.status()));
+    }
+    let mut body = http::Response::from(answer).into_body();
+    let (mut first_byte, mut read, mut hash) = (None, 0u64, sha2::Sha256::new());
+    let paced = Instant::now();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("cut after {read} bytes: {e}"))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        first_byte.get_or_insert_with(|| started.elapsed());
+        hash.update(&chunk);
+        read += chunk.len() as u64;
+        if read < slow_for {
+            let due = Duration::from_secs_f64(read as f64 / slow_rate as f64);
+            if let Some(wait) = due.checked_sub(paced.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let digest = format!("sha256:{:x}", hash.finalize());
+    if digest != layer {
+        return Err(format!("{read} bytes, digest {digest}"));
+    }
+    first_byte.ok_or_else(|| "no byte".to_string())
+}
+
+/// A cold layer, one client reading it slowly (512 KB/s for its first 8 MiB) and twelve fast
+/// ones arriving just after: the upstream sends it once, every client gets it whole, each its
+/// first byte within 2 s. (The store once released the others from a slow first client to fetch
+/// it themselves: seven transfers for seven clients.) A directory store: a bucket's fill is still
+/// its first client's.
+#[test]
+fn mixed_speed_clients_of_a_cold_layer_cost_one_upstream_transfer() {
+    let _serial = serial();
+    let f = fixture();
+    let store = Store::directory("mixed-speeds");
+    let mirror = store.start("mixed-speeds");
+    let layer = vec![big_blobs().last().unwrap().clone()];
+    let runtime = runtime();
+    let addr = mirror.addr.clone();
+    let token = runtime
+        .block_on(support::pull_client::token(
+            &reqwest::Client::new(),
+            &addr,
+            "big",
+        ))
+        .unwrap();
+    let before = f.storage_gets_of(&layer);
+    let results: Vec<Result<Duration, String>> = runtime.block_on(async {
+        let slow = tokio::spawn(read_layer(addr.clone(), token.clone(), 512_000, 8 << 20));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fast: Vec<_> = (0..12)
+            .map(|_| tokio::spawn(read_layer(addr.clone(), token.clone(), u64::MAX, 0)))
+            .collect();
+        let mut results = vec![slow.await.unwrap()];
+        for client in fast {
+            results.push(client.await.unwrap());
+        }
+        results
+    });
+    for (n, result) in results.iter().enumerate() {
+        match result {
+            Ok(first_byte) => assert!(
+                *first_byte < Duration::from_secs(2),
+                "client {n}: first byte after {first_byte:?}"
+            ),
+            Err(e) => panic!("client {n}: {e}"),
+        }
+    }
+    assert_eq!(
+        f.storage_gets_of(&layer) - before,
+        1,
+        "the layer was fetched upstream more than once"
+    );
+    store.wait_for(&layer);
 }

@@ -10,7 +10,6 @@ use crate::native::store::{ContentStore, Found};
 
 mod fetch;
 use crate::native::store::catch_up::Resume;
-use crate::native::store::storing_body::storing_body;
 use http::{request, Response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -169,15 +168,10 @@ impl Driver {
                 }
                 Step::RelayAndStore(parts, summary, write) => {
                     let upstream = last_body.take().unwrap_or_default();
-                    let media_type = write.media_type.as_deref();
-                    let length = write.verifier.length();
-                    let sink = self
-                        .store
-                        .as_ref()
-                        .and_then(|s| s.begin(&write.key, media_type, length));
-                    let body = match sink {
-                        Some(sink) => {
-                            storing_body(upstream, sink, write.verifier, claim.take(), resume)
+                    let body = match &self.store {
+                        Some(store) => {
+                            let (claim, resume) = (claim.take(), resume.take());
+                            store.relay_and_store(*write, upstream, claim, resume).await
                         }
                         None => upstream,
                     };

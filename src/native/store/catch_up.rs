@@ -6,54 +6,16 @@
 //! the relay left it, over the bytes the writer fetched itself.
 
 use crate::native::store::in_flight::Claim;
+pub use crate::native::store::resume::{ask_rest, Resume};
 use crate::native::store::storing_body::Sink;
 use crate::store::verify::Verifier;
-use http::header::{CONTENT_RANGE, RANGE};
-use http::{Request, StatusCode};
 use hyper::body::{Body, Bytes};
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 #[cfg(test)]
 mod tests;
-
-/// How to ask the upstream for the rest of a relayed object.
-pub struct Resume {
-    pub client: reqwest::Client,
-    /// The request whose answer is relayed (a whole-object `GET`).
-    pub request: Request<Vec<u8>>,
-    /// The longest wait for the answer, and between two chunks of it.
-    pub timeout: Duration,
-}
-
-impl Resume {
-    /// `request` again, for the rest of its answer; `None` for a request that asks for part of
-    /// an object already, or sends a body.
-    pub fn of(
-        client: &reqwest::Client,
-        request: &Request<Vec<u8>>,
-        timeout: Duration,
-    ) -> Option<Resume> {
-        if request.method() != http::Method::GET
-            || request.headers().contains_key(RANGE)
-            || !request.body().is_empty()
-        {
-            return None;
-        }
-        let mut copy = Request::new(Vec::new());
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.version_mut() = request.version();
-        *copy.headers_mut() = request.headers().clone();
-        Some(Resume {
-            client: client.clone(),
-            request: copy,
-            timeout,
-        })
-    }
-}
 
 /// Writes the rest of the object into `sink`, from where `verifier` stands, once the client's
 /// relay is over (`relay_over` brings the claim then): the store's work never competes with the
@@ -113,26 +75,10 @@ async fn fetch_rest(
     resume: Resume,
 ) -> Result<(), String> {
     let from = verifier.seen();
-    let mut request = resume.request;
-    let range = format!("bytes={from}-");
-    request
-        .headers_mut()
-        .insert(RANGE, range.parse().expect("a valid header"));
-    let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
     if let Some(claim) = claim {
         claim.restarted();
     }
-    let answer = tokio::time::timeout(resume.timeout, resume.client.execute(request))
-        .await
-        .map_err(|_| "the upstream did not answer in time".to_string())?
-        .map_err(|e| e.to_string())?;
-    // The rest, or (from an upstream that ignores ranges) the whole object, its start skipped.
-    let mut skip = match answer.status() {
-        StatusCode::PARTIAL_CONTENT if starts_at(answer.headers().get(CONTENT_RANGE), from) => 0,
-        StatusCode::OK => from,
-        status => return Err(format!("the upstream answered {status} to {range}")),
-    };
-    let mut body: reqwest::Body = http::Response::<reqwest::Body>::from(answer).into_body();
+    let (mut body, mut skip) = ask_rest(&resume, from).await?;
     loop {
         poll_fn(|cx| sink.poll_ready(cx))
             .await
@@ -161,16 +107,6 @@ async fn fetch_rest(
         }
         sink.write(&chunk).map_err(|e| e.to_string())?;
     }
-}
-
-/// Whether a `Content-Range: bytes FROM-…/…` starts at `from`.
-fn starts_at(content_range: Option<&http::HeaderValue>, from: u64) -> bool {
-    content_range
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split_once('-'))
-        .and_then(|(start, _)| start.parse::<u64>().ok())
-        == Some(from)
 }
 
 /// `chunk` without what is left of the `skip` bytes to pass over.

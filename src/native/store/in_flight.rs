@@ -7,8 +7,11 @@
 //! own pace, and a slow one would hold the others. So the claim counts the bytes it has relayed,
 //! and a waiter stays only while they move at [`MIN_FILL_RATE`] or faster, measured over each
 //! second after a short grace for the first answer's head, or while the relayed object is being
-//! made visible; otherwise it goes to the upstream itself.
+//! made visible; otherwise it goes to the upstream itself. In a directory store the fill is no
+//! client's: once it has begun ([`Claim::publish`]), a waiter reads the growing object at once
+//! (`growing`), whatever the speed of the others.
 
+use crate::native::store::growing::Growing;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +48,8 @@ struct Progress {
     complete: AtomicBool,
     /// Upstream requests started again (a store catching up): each earns a grace of its own.
     restarts: AtomicU64,
+    /// The object being filled, which waiters read as it grows (a directory store).
+    growing: Mutex<Option<Arc<Growing>>>,
 }
 
 impl InFlight {
@@ -67,14 +72,24 @@ impl InFlight {
             key: key.to_string(),
             keys: self.keys.clone(),
             progress,
-            _done: done,
+            done,
         })
     }
 }
 
 impl Waiting {
+    /// The object being filled, once its fill has begun.
+    pub fn growing(&self) -> Option<Arc<Growing>> {
+        self.progress
+            .growing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Waits until the claim is dropped, at most `limit`, and no longer than its fill moves at
-    /// [`MIN_FILL_RATE`]: whether the claim ended (the object may be stored now).
+    /// [`MIN_FILL_RATE`]: whether the claim ended (the object may be stored now). Returns at once
+    /// when the object's fill is published for its readers ([`Waiting::growing`]).
     pub async fn wait(mut self, limit: Duration) -> bool {
         let second = Duration::from_secs(1);
         let started = Instant::now();
@@ -90,6 +105,9 @@ impl Waiting {
             let _ = tokio::time::timeout(left.min(second / 2), self.done.changed()).await;
             if self.done.has_changed().is_err() {
                 return true;
+            }
+            if self.growing().is_some() {
+                return false;
             }
             if self.progress.complete.load(Ordering::Relaxed) {
                 continue;
@@ -117,7 +135,7 @@ pub struct Claim {
     key: String,
     keys: Keys,
     progress: Arc<Progress>,
-    _done: watch::Sender<()>,
+    done: watch::Sender<()>,
 }
 
 impl Claim {
@@ -137,6 +155,17 @@ impl Claim {
     /// Every byte was relayed and checked: what is left is making the object visible.
     pub fn complete(&self) {
         self.progress.complete.store(true, Ordering::Relaxed);
+    }
+
+    /// The object's fill has begun, no client's: waiters read it as it grows.
+    pub fn publish(&self, growing: Arc<Growing>) {
+        *self
+            .progress
+            .growing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(growing);
+        // Wakes the waiters (they look at `growing` whenever woken).
+        self.done.send_replace(());
     }
 }
 

@@ -6,7 +6,9 @@ pub mod bucket;
 pub mod catch_up;
 pub mod complaints;
 pub mod disk;
+pub mod growing;
 pub mod in_flight;
+pub mod resume;
 pub mod storing_body;
 mod tools;
 
@@ -14,8 +16,10 @@ pub use tools::Listed;
 
 use crate::native::store::bucket::BucketStore;
 use crate::native::store::disk::{file_body, DiskStore};
+use crate::native::store::growing::Growing;
 use crate::native::store::in_flight::{Claim, InFlight, Waiting};
-use crate::native::store::storing_body::Sink;
+use crate::native::store::resume::Resume;
+use crate::native::store::storing_body::{storing_body, Sink};
 use crate::store::{StoreSetting, Stored};
 use crate::Config;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,8 @@ pub enum Found {
     File(std::fs::File),
     Reading(reqwest::Body),
     Object(String),
+    /// An object being filled by another request, read as it grows (a directory store).
+    Growing(Arc<Growing>),
 }
 
 /// The answer when the store gives no URL for a stored object.
@@ -134,6 +140,7 @@ impl ContentStore {
         let body = match (found, &self.backend) {
             (Found::File(file), _) => Ok(file_body(file)),
             (Found::Reading(body), _) => Ok(body),
+            (Found::Growing(growing), _) => Ok(growing.body()),
             (Found::Object(key), Backend::Bucket(bucket)) => bucket.body(&key).await,
             (Found::Object(_), Backend::Disk(_)) => Err(std::io::Error::other(
                 "a bucket's object in a directory store",
@@ -156,6 +163,57 @@ impl ContentStore {
         match &self.backend {
             Backend::Disk(disk) => Some(Box::new(disk::DiskSink::new(disk, key, media_type))),
             Backend::Bucket(bucket) => bucket.begin(key, media_type, length),
+        }
+    }
+
+    /// The body of a relayed object the store keeps as it passes: in a directory, filled once
+    /// by a task of its own that every client of the object reads as it grows (`growing`); in a
+    /// bucket, written as the client's relay passes (`storing_body`). The upstream's body as it
+    /// is when the store cannot take it.
+    pub async fn relay_and_store(
+        &self,
+        write: crate::mirror::StoreWrite,
+        upstream: reqwest::Body,
+        claim: Option<Claim>,
+        resume: Option<Resume>,
+    ) -> reqwest::Body {
+        let media_type = write.media_type.clone();
+        if let Backend::Disk(disk) = &self.backend {
+            let (disk, key) = (disk.clone(), write.key.clone());
+            let kind = media_type.clone();
+            let begun = tokio::task::spawn_blocking(move || disk.begin(&key, kind.as_deref()))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            let writing = match begun {
+                Ok(writing) => writing,
+                Err(e) => {
+                    complaints::could_not_keep(&e);
+                    return upstream;
+                }
+            };
+            let started = growing::start(writing, upstream, write.verifier, media_type, resume);
+            let Some((growing, done)) = started else {
+                return reqwest::Body::wrap_stream(futures_util::stream::iter([Err::<
+                    bytes::Bytes,
+                    _,
+                >(
+                    std::io::Error::other("the store could not read back a blob it began"),
+                )]));
+            };
+            if let Some(claim) = claim {
+                claim.publish(growing.clone());
+                tokio::spawn(async move {
+                    let _ = done.await;
+                    drop(claim);
+                });
+            }
+            return growing.body();
+        }
+        let length = write.verifier.length();
+        match self.begin(&write.key, media_type.as_deref(), length) {
+            Some(sink) => storing_body(upstream, sink, write.verifier, claim, resume),
+            None => upstream,
         }
     }
 
@@ -198,10 +256,24 @@ impl ContentStore {
         if let Some(found) = self.open_object(key, opens_body).await {
             return (Some(found), None);
         }
+        let growing = |growing: Arc<Growing>| {
+            let stored = Stored {
+                length: growing.length,
+                media_type: growing.media_type.clone(),
+            };
+            (Some((Found::Growing(growing), stored)), None)
+        };
         match self.claim(key) {
             Ok(claim) => (None, Some(claim)),
             Err(fetching) => {
+                if let Some(filling) = fetching.growing() {
+                    return growing(filling);
+                }
+                let waited = fetching.clone();
                 fetching.wait(wait).await;
+                if let Some(filling) = waited.growing() {
+                    return growing(filling);
+                }
                 match self.open_object(key, opens_body).await {
                     Some(found) => (Some(found), None),
                     None => (None, self.claim(key).ok()),

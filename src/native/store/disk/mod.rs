@@ -18,7 +18,7 @@ mod file_body;
 mod index;
 mod listing;
 mod sink;
-mod writer;
+pub mod writer;
 
 pub use file_body::file_body;
 pub use sink::DiskSink;
@@ -261,6 +261,7 @@ impl DiskStore {
             temporary,
             destination,
             written: header.len() as u64,
+            header: header.len() as u64,
             store: self.clone(),
             committed: false,
         })
@@ -419,6 +420,8 @@ fn last_use(meta: &std::fs::Metadata) -> SystemTime {
 /// An object being written; dropped without [`Writing::commit`], it leaves nothing.
 pub struct Writing {
     file: std::io::BufWriter<std::fs::File>,
+    /// The length of the object's header line, before its bytes.
+    header: u64,
     temporary: PathBuf,
     destination: PathBuf,
     written: u64,
@@ -434,6 +437,19 @@ impl Writing {
 
     pub fn write_chunks(&mut self, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
         chunks.iter().try_for_each(|chunk| self.write(chunk))
+    }
+
+    /// Everything written so far handed to the file, where a reader of it finds it.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    /// The object's file opened again for reading, and where its bytes begin: a reader that
+    /// keeps it whatever becomes of the file's name (the commit renames it).
+    pub fn reader(&self) -> std::io::Result<(std::fs::File, u64)> {
+        let file = std::fs::File::open(&self.temporary)
+            .map_err(|e| at_path("cannot read", &self.temporary, e))?;
+        Ok((file, self.header))
     }
 
     /// Makes the object visible: its data on disk first, then the rename, which is atomic.

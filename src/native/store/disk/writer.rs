@@ -21,11 +21,23 @@ pub struct Writer {
 
 impl Writer {
     pub fn start() -> std::io::Result<Writer> {
+        Writer::start_with(true)
+    }
+
+    /// A writer at the clients' own priority: for a fill that clients read from as it is written
+    /// (`growing`), where the writer's pace is theirs.
+    pub fn start_for_readers() -> std::io::Result<Writer> {
+        Writer::start_with(false)
+    }
+
+    fn start_with(nice: bool) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store-writer".to_string())
             .spawn(move || {
-                lowest_priority();
+                if nice {
+                    lowest_priority();
+                }
                 // Ends when the object's sink is gone and its last job done.
                 while let Ok(job) = queue.recv() {
                     job();
