@@ -1,6 +1,6 @@
 //! A store that falls behind the relay catches up on its own: the client's relay goes on at the
 //! wire's pace, and once it is over the object's writer fetches the rest of the object again
-//! (`Range: bytes=N-`, the same request the relay made) and writes it at the store's pace. So a disk or a
+//! (`Range: bytes=N-`, the same request the relay made) and writes it at the store's pace. So a
 //! bucket slower than the upstream never makes a pull slower than a relay alone, and the object is
 //! kept all the same, checked as every stored object is: the writer's verifier goes on from where
 //! the relay left it, over the bytes the writer fetched itself.

@@ -68,7 +68,7 @@ pub fn start(
         .reader()
         .inspect_err(|e| crate::native::store::complaints::could_not_keep(e))
         .ok()?;
-    let writer = Writer::start_for_readers()
+    let writer = Writer::start()
         .inspect_err(|e| crate::native::store::complaints::could_not_keep(e))
         .ok()?;
     let (tell, written) = watch::channel(Written::Growing(0));

@@ -158,10 +158,11 @@ impl ContentStore {
         self.in_flight.claim(key)
     }
 
-    /// Where a relayed object of `length` bytes goes while it is checked.
-    pub fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
+    /// Where a relayed object of `length` bytes goes while it is checked: a bucket's upload (a
+    /// directory's objects are filled by `growing` instead).
+    fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
         match &self.backend {
-            Backend::Disk(disk) => Some(Box::new(disk::DiskSink::new(disk, key, media_type))),
+            Backend::Disk(_) => None,
             Backend::Bucket(bucket) => bucket.begin(key, media_type, length),
         }
     }

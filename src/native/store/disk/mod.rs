@@ -3,7 +3,8 @@
 //! served (`store`); this module only reads and writes.
 //!
 //! An object is written to a temporary file of its own in `tmp/` (made with `create_new` under a
-//! name no other write uses) while it is relayed, and renamed into `objects/` only when the
+//! name no other write uses) while it is filled (`growing`: its clients read it as it grows),
+//! and renamed into `objects/` only when the
 //! core's verifier has accepted every byte, after the data reached the disk: a server killed
 //! mid-write leaves a temporary file, which the next start deletes, never an object.
 //!
@@ -17,11 +18,9 @@
 mod file_body;
 mod index;
 mod listing;
-mod sink;
 pub mod writer;
 
 pub use file_body::file_body;
-pub use sink::DiskSink;
 
 use crate::store::Stored;
 use index::{nanos, now_nanos, Index};

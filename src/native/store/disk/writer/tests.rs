@@ -1,8 +1,8 @@
-//! The object's writer thread: jobs in order, at nice 19, gone with the writer.
+//! The object's writer thread: jobs in order, gone with the writer.
 use super::*;
 
 #[tokio::test]
-async fn jobs_run_in_order_on_a_thread_of_the_lowest_priority_that_ends_with_the_writer() {
+async fn jobs_run_in_order_on_a_thread_that_ends_with_the_writer() {
     let writer = Writer::start().unwrap();
     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let first = {
@@ -18,22 +18,15 @@ async fn jobs_run_in_order_on_a_thread_of_the_lowest_priority_that_ends_with_the
         writer.run(move || {
             order.lock().unwrap().push(2);
             #[cfg(target_os = "linux")]
-            // SAFETY: plain system calls about this thread.
-            let (thread, nice) = unsafe {
-                let thread = libc::gettid();
-                (
-                    thread,
-                    libc::getpriority(libc::PRIO_PROCESS, thread as libc::id_t),
-                )
-            };
+            // SAFETY: a plain system call about this thread.
+            let thread = unsafe { libc::gettid() };
             #[cfg(not(target_os = "linux"))]
-            let (thread, nice) = (0, 19);
-            Ok((thread, nice))
+            let thread = 0;
+            Ok(thread)
         })
     };
-    let ((), (thread, nice)) = (first.await.unwrap(), second.await.unwrap());
+    let ((), thread) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!(*order.lock().unwrap(), [1, 2]);
-    assert_eq!(nice, 19);
     let failed = writer.run(|| Err::<(), _>(std::io::Error::other("a full disk")));
     assert_eq!(failed.await.unwrap_err().to_string(), "a full disk");
 
