@@ -7,7 +7,9 @@
 //!   and range over the rounds;
 //! - the latency a keep-alive manifest GET gains through the relay, and a tag GET answered from
 //!   the store's record (`TAG_TTL_SECS`);
-//! - the mirror's peak memory while it serves 64 concurrent hits of the blob.
+//! - the mirror's peak memory while it serves 64 concurrent hits of the blob;
+//! - a cold blob with mixed readers: one client reading at 1 MB/s, then 16 fast ones: the
+//!   upstream transfers it took (goal: 1), and the fast clients' first byte and time.
 //!
 //! Prints markdown tables and draws `bench/store.svg` (the chart the README shows). The client is
 //! curl writing to /dev/null, one transfer at a time. Run with `bench/run` or
@@ -47,6 +49,7 @@ mod bench {
     const ROUNDS: usize = 5;
     const MANIFEST_REQUESTS: usize = 500;
     const CONCURRENT_HITS: usize = 64;
+    const FAST_READERS: usize = 16;
 
     /// One row of the throughput table: a GB/s and a CPU s/GiB per round.
     struct Row {
@@ -164,6 +167,19 @@ mod bench {
             peak_rss_mib(store.pid())
         );
 
+        let mixed = mixed_readers(&upstream, &files, &blob, size);
+        println!(
+            "| cold blob, 1 reader at 1 MB/s + {FAST_READERS} fast: upstream transfers | {} |",
+            mixed.transfers
+        );
+        println!(
+            "| same: fast readers' first byte p50 / p99, all whole in | {:.0} ms / {:.0} ms, {:.1} s ({} of {FAST_READERS} whole) |",
+            percentile_ms(&mixed.first_bytes, 50.0),
+            percentile_ms(&mixed.first_bytes, 99.0),
+            mixed.seconds,
+            mixed.whole
+        );
+
         let bars: Vec<Bar> = rows
             .iter()
             .map(|row| Bar {
@@ -279,6 +295,70 @@ mod bench {
             .filter(|output| String::from_utf8_lossy(&output.stdout) == format!("200 {size}"))
             .count();
         (whole, started.elapsed().as_secs_f64())
+    }
+
+    /// What a cold blob with mixed readers cost.
+    struct Mixed {
+        transfers: usize,
+        first_bytes: Vec<Duration>,
+        seconds: f64,
+        whole: usize,
+    }
+
+    /// A fresh store; one curl reading the cold blob at 1 MB/s, then `FAST_READERS` at full
+    /// speed half a second later. The upstream transfers are the blob GETs the mirror answered
+    /// as misses (a reader of the growing blob is a hit). The slow reader is stopped once the
+    /// fast ones are done.
+    fn mixed_readers(
+        upstream: &(String, String),
+        files: &Files,
+        blob: &dyn Fn(&str) -> String,
+        size: usize,
+    ) -> Mixed {
+        let store = StoreMirror::start(ROUNDS + 1, upstream, files);
+        let url = blob(&store.mirror.addr);
+        let curl = |extra: &[&str]| {
+            Command::new(need("curl"))
+                .args(["-sS", "-o", "/dev/null", "-w"])
+                .arg("%{http_code} %{size_download} %{time_starttransfer}")
+                .args(extra)
+                .arg(&url)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run curl")
+        };
+        let mut slow = curl(&["--limit-rate", "1M"]);
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let fast: Vec<_> = (0..FAST_READERS).map(|_| curl(&[])).collect();
+        let outputs: Vec<String> = fast
+            .into_iter()
+            .map(|child| String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into())
+            .collect();
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = slow.kill();
+        let _ = slow.wait();
+        let whole = outputs
+            .iter()
+            .filter(|o| o.starts_with(&format!("200 {size} ")))
+            .count();
+        let first_bytes = outputs
+            .iter()
+            .filter_map(|o| o.split_whitespace().nth(2)?.parse::<f64>().ok())
+            .map(Duration::from_secs_f64)
+            .collect();
+        let transfers = store
+            .mirror
+            .requests()
+            .iter()
+            .filter(|r| r["route"] == "blob" && r["cache"] == "miss")
+            .count();
+        Mixed {
+            transfers,
+            first_bytes,
+            seconds,
+            whole,
+        }
     }
 
     fn median(values: &[f64]) -> f64 {
