@@ -11,7 +11,7 @@
 //! response is cut by the store.
 
 use crate::native::store::disk::writer::{Done, Writer};
-use crate::native::store::disk::Writing;
+use crate::native::store::disk::{read_cached, read_chunk, Writing};
 use crate::native::store::resume::{ask_rest, Resume};
 use crate::store::verify::Verifier;
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 /// How much the fill gathers before one write (and clients see at once).
 const WRITE_BATCH: usize = 256 * 1024;
-/// The most a client reads in one go.
+/// The most a client reads in one go (`file_body`'s reads).
 const READ_CHUNK: usize = 256 * 1024;
 /// A write that has not finished after this long breaks the fill: the clients go upstream.
 pub const STALLED_WRITE: Duration = Duration::from_secs(5);
@@ -244,18 +244,19 @@ impl Reader {
         }
     }
 
-    /// `want` bytes of the file from where this client is.
+    /// At most `want` bytes of the file from where this client is: read on this thread when the
+    /// page cache holds them (it does, just written, unless memory is short), else on the
+    /// blocking pool (`file_body`'s reads). Bytes past `want` (a write under way) are not sent.
     async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
         let (file, offset) = (self.growing.file.clone(), self.growing.header + self.at);
-        let chunk = tokio::task::spawn_blocking(move || {
-            let mut buffer = vec![0; want];
-            let read = file.read_at(&mut buffer, offset)?;
-            buffer.truncate(read);
-            Ok::<_, std::io::Error>(Bytes::from(buffer))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let chunk = match read_cached(&file, offset) {
+            Some(chunk) => chunk?,
+            None => tokio::task::spawn_blocking(move || read_chunk(&file, offset))
+                .await
+                .map_err(std::io::Error::other)??,
+        };
+        let mut chunk = chunk;
+        chunk.truncate(want);
         if chunk.is_empty() {
             return Err(std::io::Error::other(
                 "the store's file is shorter than written",

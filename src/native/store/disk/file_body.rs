@@ -114,7 +114,7 @@ impl Body for FileBody {
 }
 
 /// Up to `READ_CHUNK` bytes at `offset`, waiting for the disk; empty at the end.
-fn read_chunk(file: &std::fs::File, offset: u64) -> io::Result<Bytes> {
+pub(crate) fn read_chunk(file: &std::fs::File, offset: u64) -> io::Result<Bytes> {
     read_into_new_buffer(|spare| loop {
         match positional_read(file, spare, offset, 0) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -126,7 +126,7 @@ fn read_chunk(file: &std::fs::File, offset: u64) -> io::Result<Bytes> {
 /// What the page cache holds of the chunk at `offset`: `None` when a read would wait for the
 /// disk (or the kernel cannot say), so that the caller reads on the blocking pool instead.
 #[cfg(target_os = "linux")]
-fn read_cached(file: &std::fs::File, offset: u64) -> Option<io::Result<Bytes>> {
+pub(crate) fn read_cached(file: &std::fs::File, offset: u64) -> Option<io::Result<Bytes>> {
     let chunk =
         read_into_new_buffer(|spare| positional_read(file, spare, offset, libc::RWF_NOWAIT));
     match chunk {
@@ -141,7 +141,7 @@ fn read_cached(file: &std::fs::File, offset: u64) -> Option<io::Result<Bytes>> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_cached(_: &std::fs::File, _: u64) -> Option<io::Result<Bytes>> {
+pub(crate) fn read_cached(_: &std::fs::File, _: u64) -> Option<io::Result<Bytes>> {
     None
 }
 
