@@ -307,3 +307,107 @@ fn mixed_speed_clients_of_a_cold_layer_cost_one_upstream_transfer() {
     );
     store.wait_for(&layer);
 }
+
+/// A front before moto's S3 that passes everything, but, when told, holds the next large object
+/// GET after its first MiB: a bucket that stalls in the middle of a body. The count of ranged
+/// GETs it passed (a read resumed from where it stopped).
+fn stalling_bucket() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (listener, addr) = support::http_front::bind();
+    let moto = format!("127.0.0.1:{}", fixture().moto_port);
+    let (stall, ranged) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (stall_next, ranges) = (stall.clone(), ranged.clone());
+    let client = reqwest::Client::new();
+    support::http_front::serve(
+        listener,
+        move |request: http::Request<hyper::body::Incoming>| {
+            let (client, moto) = (client.clone(), moto.clone());
+            let (stall_next, ranges) = (stall_next.clone(), ranges.clone());
+            async move {
+                let (head, body) = request.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                if head.headers.contains_key("range") {
+                    ranges.fetch_add(1, Ordering::SeqCst);
+                }
+                let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+                let url = format!("http://{moto}{path}");
+                let answer = support::http_front::forward(&client, &head, url, body).await?;
+                let large = answer.content_length().unwrap_or(0) > 2 << 20;
+                let hold = head.method == http::Method::GET
+                    && large
+                    && stall_next.swap(false, Ordering::SeqCst);
+                let mut out = http::Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    out = out.header(name, value);
+                }
+                let stream = Box::pin(answer.bytes_stream());
+                let body =
+                    futures_util::stream::unfold((stream, 0usize), move |(mut stream, sent)| {
+                        use futures_util::StreamExt;
+                        async move {
+                            if hold && sent >= 1 << 20 {
+                                // Holds the connection open, sending nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            let chunk = stream.next().await?.map_err(std::io::Error::other);
+                            let n = chunk.as_ref().map_or(0, |c| c.len());
+                            Some((chunk.map(hyper::body::Frame::data), (stream, sent + n)))
+                        }
+                    });
+                let body: support::http_front::Body = http_body_util::StreamBody::new(body).boxed();
+                Ok::<_, std::io::Error>(out.body(body).unwrap())
+            }
+        },
+    );
+    (addr, stall, ranged)
+}
+
+/// A bucket that stops sending in the middle of a stored layer: the read is asked again from
+/// where it stopped (after 10 s without a byte), and the client gets the layer whole.
+#[test]
+fn a_bucket_that_stalls_mid_body_costs_a_wait_not_a_cut() {
+    let _serial = serial();
+    let (front, stall, ranged) = stalling_bucket();
+    let store = Store::bucket("stalling");
+    let mut settings = store.settings();
+    settings.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    settings.push(("AWS_ENDPOINT_URL".into(), format!("http://{front}")));
+    let mirror = LocalServer.start("stalling-bucket", &settings);
+    let addrs = [mirror.addr.clone()];
+    let name = BIG.trim_start_matches("library/").to_string();
+    let pull = || {
+        pull_at_once(&runtime(), &addrs, 1, LIMIT, |_| {
+            (name.clone(), BIG.to_string(), None)
+        })
+    };
+    assert!(pull().is_empty(), "the cold pull failed");
+    store.wait_for(&big_blobs());
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let errors = pull();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        !stall.load(std::sync::atomic::Ordering::SeqCst),
+        "the bucket was never asked for the layer"
+    );
+    assert!(
+        ranged.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the stalled read was not resumed with a range"
+    );
+    assert!(
+        hits(&mirror) >= 1,
+        "the layer was not served from the bucket"
+    );
+}
