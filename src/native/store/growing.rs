@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How much the fill gathers before one write (and clients see at once).
-const WRITE_BATCH: usize = 256 * 1024;
+const WRITE_BATCH: usize = 1024 * 1024;
 /// The most a client reads in one go (`file_body`'s reads).
 const READ_CHUNK: usize = 256 * 1024;
 /// A write that has not finished after this long breaks the fill: the clients go upstream.
@@ -97,10 +97,12 @@ struct Fill {
 }
 
 impl Fill {
-    async fn run(self, writing: Writing, mut upstream: reqwest::Body, mut verifier: Verifier) {
-        let mut writing = Some(writing);
-        // The batch being written, and its bytes (checked once they are in the file).
-        let mut in_flight: Option<(Done<Writing>, Vec<Bytes>)> = None;
+    async fn run(self, writing: Writing, mut upstream: reqwest::Body, verifier: Verifier) {
+        // The file and the check of what is in it, between two writes. The writer's thread hashes
+        // each batch once it is written, beside the task that gathers the next.
+        let mut file = Some((writing, verifier.clone()));
+        let mut verifier = verifier;
+        let mut in_flight: Option<Done<(Writing, Verifier)>> = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut gathered = 0;
         let mut ended = false;
@@ -121,12 +123,12 @@ impl Fill {
                     None => ended = true,
                 }
             }
-            if let Some((done, chunks)) = in_flight.take() {
+            if let Some(done) = in_flight.take() {
                 match tokio::time::timeout(STALLED_WRITE, done).await {
-                    Ok(Ok(back)) => {
-                        chunks.iter().for_each(|chunk| verifier.update(chunk));
-                        writing = Some(back);
-                        let _ = self.tell.send(Written::Growing(verifier.seen()));
+                    Ok(Ok((back, checked))) => {
+                        let _ = self.tell.send(Written::Growing(checked.seen()));
+                        verifier = checked.clone();
+                        file = Some((back, checked));
                     }
                     Ok(Err(e)) => return self.broken(&verifier, &e.to_string()),
                     Err(_) => return self.broken(&verifier, "a write stalled"),
@@ -137,15 +139,15 @@ impl Fill {
             }
             let chunks = std::mem::take(&mut batch);
             gathered = 0;
-            let mut file = writing.take().expect("back from its last write");
-            let written = chunks.clone();
-            let done = self.writer.run(move || {
-                file.write_chunks(&written)?;
-                file.flush()?;
-                Ok(file)
-            });
-            in_flight = Some((done, chunks));
+            let (mut writing, mut checked) = file.take().expect("back from its last write");
+            in_flight = Some(self.writer.run(move || {
+                writing.write_chunks(&chunks)?;
+                writing.flush()?;
+                chunks.iter().for_each(|chunk| checked.update(chunk));
+                Ok((writing, checked))
+            }));
         }
+        let (writing, verifier) = file.take().expect("back from its last write");
         if let Err(mismatch) = verifier.finish() {
             tracing::warn!(%mismatch, "an upstream blob was not what its digest says");
             return self.end(Written::Failed);
@@ -153,8 +155,7 @@ impl Fill {
         // Whole and checked: the clients may have the last bytes; then the object is made
         // visible (a failure there leaves the clients' reads whole all the same).
         let _ = self.tell.send(Written::Whole);
-        let file = writing.take().expect("back from its last write");
-        if let Err(e) = self.writer.run(move || file.commit()).await {
+        if let Err(e) = self.writer.run(move || writing.commit()).await {
             crate::native::store::complaints::could_not_keep(&e);
         }
     }
