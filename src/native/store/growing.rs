@@ -56,21 +56,24 @@ pub struct Growing {
 
 /// Starts filling the object `writing` is the file of from `upstream`, checked by `verifier`;
 /// the object is committed when whole and matching. The fill's end is `done` (for the claim to
-/// be dropped then). `None` when the file cannot be read back.
+/// be dropped then). When the file cannot be read back, `upstream` is given back, untouched, to
+/// be relayed as without a store.
 pub fn start(
     writing: Writing,
     upstream: reqwest::Body,
     verifier: Verifier,
     media_type: Option<String>,
     resume: Option<Resume>,
-) -> Option<(Arc<Growing>, tokio::task::JoinHandle<()>)> {
-    let (file, header) = writing
-        .reader()
-        .inspect_err(|e| crate::native::store::complaints::could_not_keep(e))
-        .ok()?;
-    let writer = Writer::start()
-        .inspect_err(|e| crate::native::store::complaints::could_not_keep(e))
-        .ok()?;
+) -> Result<(Arc<Growing>, tokio::task::JoinHandle<()>), reqwest::Body> {
+    let reader = writing.reader();
+    let writer = Writer::start();
+    let ((file, header), writer) = match (reader, writer) {
+        (Ok(reader), Ok(writer)) => (reader, writer),
+        (Err(e), _) | (_, Err(e)) => {
+            crate::native::store::complaints::could_not_keep(&e);
+            return Err(upstream);
+        }
+    };
     let (tell, written) = watch::channel(Written::Growing(0));
     let growing = Arc::new(Growing {
         file: Arc::new(file),
@@ -87,7 +90,7 @@ pub fn start(
         growing: growing.clone(),
     };
     let done = tokio::spawn(fill.run(writing, upstream, verifier));
-    Some((growing, done))
+    Ok((growing, done))
 }
 
 struct Fill {

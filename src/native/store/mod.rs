@@ -194,13 +194,9 @@ impl ContentStore {
                 }
             };
             let started = growing::start(writing, upstream, write.verifier, media_type, resume);
-            let Some((growing, done)) = started else {
-                return reqwest::Body::wrap_stream(futures_util::stream::iter([Err::<
-                    bytes::Bytes,
-                    _,
-                >(
-                    std::io::Error::other("the store could not read back a blob it began"),
-                )]));
+            let (growing, done) = match started {
+                Ok(started) => started,
+                Err(upstream) => return upstream,
             };
             if let Some(claim) = claim {
                 claim.publish(growing.clone());
