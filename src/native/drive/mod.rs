@@ -9,7 +9,7 @@ use crate::mirror::{Incoming, Mirror, Step, Summary};
 use crate::native::store::{ContentStore, Found};
 
 mod fetch;
-use crate::native::store::catch_up::Resume;
+use crate::native::store::resume::Resume;
 use http::{request, Response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -6,7 +6,7 @@
 //! the relay left it, over the bytes the writer fetched itself.
 
 use crate::native::store::in_flight::Claim;
-pub use crate::native::store::resume::{ask_rest, Resume};
+use crate::native::store::resume::{ask_rest, Resume};
 use crate::native::store::storing_body::Sink;
 use crate::store::verify::Verifier;
 use hyper::body::{Body, Bytes};

@@ -11,7 +11,7 @@
 //! response is cut by the store.
 
 use crate::native::store::disk::writer::{Done, Writer};
-use crate::native::store::disk::{read_cached, read_chunk, Writing};
+use crate::native::store::disk::{read_cached, read_chunk, Writing, READ_CHUNK};
 use crate::native::store::resume::{ask_rest, Resume};
 use crate::store::verify::Verifier;
 use bytes::Bytes;
@@ -22,8 +22,6 @@ use tokio::sync::watch;
 
 /// How much the fill gathers before one write (and clients see at once).
 const WRITE_BATCH: usize = 1024 * 1024;
-/// The most a client reads in one go (`file_body`'s reads).
-const READ_CHUNK: usize = 256 * 1024;
 /// A write that has not finished after this long breaks the fill: the clients go upstream.
 pub const STALLED_WRITE: Duration = Duration::from_secs(5);
 
@@ -181,6 +179,14 @@ impl Fill {
 }
 
 impl Growing {
+    /// What the core needs of the object: its length and media type, known before its bytes.
+    pub fn stored(&self) -> crate::store::Stored {
+        crate::store::Stored {
+            length: self.length,
+            media_type: self.media_type.clone(),
+        }
+    }
+
     /// A client's body of the object, from its first byte.
     pub fn body(self: &Arc<Self>) -> reqwest::Body {
         let reader = Reader {

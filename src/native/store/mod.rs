@@ -19,11 +19,48 @@ use crate::native::store::disk::{file_body, DiskStore};
 use crate::native::store::growing::Growing;
 use crate::native::store::in_flight::{Claim, InFlight, Waiting};
 use crate::native::store::resume::Resume;
-use crate::native::store::storing_body::{storing_body, Sink};
+use crate::native::store::storing_body::storing_body;
 use crate::store::{StoreSetting, Stored};
 use crate::Config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A directory's object filled from `upstream` by a task of its own, published to those waiting
+/// on `claim` (held until the fill ends); the first client's body reads it as it grows.
+async fn fill_growing(
+    disk: &Arc<DiskStore>,
+    write: crate::mirror::StoreWrite,
+    upstream: reqwest::Body,
+    claim: Option<Claim>,
+    resume: Option<Resume>,
+) -> reqwest::Body {
+    let (disk, key) = (disk.clone(), write.key.clone());
+    let media_type = write.media_type.clone();
+    let begun = tokio::task::spawn_blocking(move || disk.begin(&key, media_type.as_deref()))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    let writing = match begun {
+        Ok(writing) => writing,
+        Err(e) => {
+            complaints::could_not_keep(&e);
+            return upstream;
+        }
+    };
+    let started = growing::start(writing, upstream, write.verifier, write.media_type, resume);
+    let (growing, done) = match started {
+        Ok(started) => started,
+        Err(upstream) => return upstream,
+    };
+    if let Some(claim) = claim {
+        claim.publish(growing.clone());
+        tokio::spawn(async move {
+            let _ = done.await;
+            drop(claim);
+        });
+    }
+    growing.body()
+}
 
 /// How often a serving directory store looks for abandoned temporary files.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -158,18 +195,9 @@ impl ContentStore {
         self.in_flight.claim(key)
     }
 
-    /// Where a relayed object of `length` bytes goes while it is checked: a bucket's upload (a
-    /// directory's objects are filled by `growing` instead).
-    fn begin(&self, key: &str, media_type: Option<&str>, length: u64) -> Option<Box<dyn Sink>> {
-        match &self.backend {
-            Backend::Disk(_) => None,
-            Backend::Bucket(bucket) => bucket.begin(key, media_type, length),
-        }
-    }
-
     /// The body of a relayed object the store keeps as it passes: in a directory, filled once
     /// by a task of its own that every client of the object reads as it grows (`growing`); in a
-    /// bucket, written as the client's relay passes (`storing_body`). The upstream's body as it
+    /// bucket, uploaded as the client's relay passes (`storing_body`). The upstream's body as it
     /// is when the store cannot take it.
     pub async fn relay_and_store(
         &self,
@@ -178,39 +206,15 @@ impl ContentStore {
         claim: Option<Claim>,
         resume: Option<Resume>,
     ) -> reqwest::Body {
-        let media_type = write.media_type.clone();
-        if let Backend::Disk(disk) = &self.backend {
-            let (disk, key) = (disk.clone(), write.key.clone());
-            let kind = media_type.clone();
-            let begun = tokio::task::spawn_blocking(move || disk.begin(&key, kind.as_deref()))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-            let writing = match begun {
-                Ok(writing) => writing,
-                Err(e) => {
-                    complaints::could_not_keep(&e);
-                    return upstream;
+        match &self.backend {
+            Backend::Disk(disk) => fill_growing(disk, write, upstream, claim, resume).await,
+            Backend::Bucket(bucket) => {
+                let media_type = write.media_type.as_deref();
+                match bucket.begin(&write.key, media_type, write.verifier.length()) {
+                    Some(sink) => storing_body(upstream, sink, write.verifier, claim, resume),
+                    None => upstream,
                 }
-            };
-            let started = growing::start(writing, upstream, write.verifier, media_type, resume);
-            let (growing, done) = match started {
-                Ok(started) => started,
-                Err(upstream) => return upstream,
-            };
-            if let Some(claim) = claim {
-                claim.publish(growing.clone());
-                tokio::spawn(async move {
-                    let _ = done.await;
-                    drop(claim);
-                });
             }
-            return growing.body();
-        }
-        let length = write.verifier.length();
-        match self.begin(&write.key, media_type.as_deref(), length) {
-            Some(sink) => storing_body(upstream, sink, write.verifier, claim, resume),
-            None => upstream,
         }
     }
 
@@ -253,23 +257,20 @@ impl ContentStore {
         if let Some(found) = self.open_object(key, opens_body).await {
             return (Some(found), None);
         }
-        let growing = |growing: Arc<Growing>| {
-            let stored = Stored {
-                length: growing.length,
-                media_type: growing.media_type.clone(),
-            };
-            (Some((Found::Growing(growing), stored)), None)
+        let read_as_it_grows = |filling: Arc<Growing>| {
+            let stored = filling.stored();
+            (Some((Found::Growing(filling), stored)), None)
         };
         match self.claim(key) {
             Ok(claim) => (None, Some(claim)),
             Err(fetching) => {
                 if let Some(filling) = fetching.growing() {
-                    return growing(filling);
+                    return read_as_it_grows(filling);
                 }
                 let waited = fetching.clone();
                 fetching.wait(wait).await;
                 if let Some(filling) = waited.growing() {
-                    return growing(filling);
+                    return read_as_it_grows(filling);
                 }
                 match self.open_object(key, opens_body).await {
                     Some(found) => (Some(found), None),

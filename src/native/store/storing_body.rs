@@ -5,8 +5,9 @@
 //! client down; the rest of the client's relay is then passed on as it comes, as without a store
 //! (the bytes the store keeps are the ones its writer checks).
 
-use crate::native::store::catch_up::{catch_up, Resume};
+use crate::native::store::catch_up::catch_up;
 use crate::native::store::in_flight::Claim;
+use crate::native::store::resume::Resume;
 use crate::store::verify::Verifier;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! A store slower than the relay: the client gets the whole object without waiting for it, and
 //! the store still keeps the object, checked, from a second request for the rest.
 
-use crate::native::store::catch_up::Resume;
+use crate::native::store::resume::Resume;
 use crate::native::store::storing_body::{storing_body, Sink};
 use crate::store::verify::Verifier;
 use http_body_util::BodyExt;

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 /// How much of a stored object one read takes (and one frame carries). With 64 bodies in flight
 /// this keeps a server's buffers to about 16 MiB.
-pub(super) const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 /// The body of `file` from its current position to its end.
 pub fn file_body(file: std::fs::File) -> reqwest::Body {

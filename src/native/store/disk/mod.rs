@@ -21,7 +21,7 @@ mod listing;
 pub mod writer;
 
 pub use file_body::file_body;
-pub(crate) use file_body::{read_cached, read_chunk};
+pub(crate) use file_body::{read_cached, read_chunk, READ_CHUNK};
 
 use crate::store::Stored;
 use index::{nanos, now_nanos, Index};
