@@ -88,9 +88,11 @@ impl Waiting {
     }
 
     /// Waits until the claim is dropped, at most `limit`, and no longer than its fill moves at
-    /// [`MIN_FILL_RATE`]: whether the claim ended (the object may be stored now). Returns at once
-    /// when the object's fill is published for its readers ([`Waiting::growing`]).
-    pub async fn wait(mut self, limit: Duration) -> bool {
+    /// [`MIN_FILL_RATE`]: whether the claim ended (the object may be stored now). A fill published
+    /// for its readers ([`Waiting::growing`]) is no client's and moves at the upstream's pace: a
+    /// waiter that `reads` it returns at once to read it, one that does not (a command that wants
+    /// the object kept) waits for its end.
+    pub async fn wait(mut self, limit: Duration, reads: bool) -> bool {
         let second = Duration::from_secs(1);
         let started = Instant::now();
         let relayed = || self.progress.relayed.load(Ordering::Relaxed);
@@ -106,10 +108,11 @@ impl Waiting {
             if self.done.has_changed().is_err() {
                 return true;
             }
-            if self.growing().is_some() {
+            let growing = self.growing().is_some();
+            if growing && reads {
                 return false;
             }
-            if self.progress.complete.load(Ordering::Relaxed) {
+            if growing || self.progress.complete.load(Ordering::Relaxed) {
                 continue;
             }
             let now = Instant::now();
@@ -186,7 +189,7 @@ mod tests {
         // A fill that moves fast: the waiter stays until the claim ends.
         let claim = flights.claim("a").ok().unwrap();
         let waiting = flights.claim("a").err().unwrap();
-        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30)));
+        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30), true));
         for _ in 0..8 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             claim.relayed(4 * MIN_FILL_RATE as usize);
@@ -197,7 +200,7 @@ mod tests {
         let claim = flights.claim("b").ok().unwrap();
         let waiting = flights.claim("b").err().unwrap();
         let started = tokio::time::Instant::now();
-        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30)));
+        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30), true));
         let slow = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -223,7 +226,7 @@ mod tests {
         let flights = InFlight::default();
         let claim = flights.claim("c").ok().unwrap();
         let waiting = flights.claim("c").err().unwrap();
-        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30)));
+        let waiter = tokio::spawn(waiting.wait(Duration::from_secs(30), true));
         // The relay moves fast for 3 s, then the store's own request waits 1.5 s for its head.
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -241,5 +244,50 @@ mod tests {
         );
         drop(claim);
         assert!(waiter.await.unwrap());
+    }
+
+    /// A fill published for its readers: a waiter that reads it is sent to it at once; one that
+    /// does not (`warm` confirming what it stored) waits for the fill's end, however long, and is
+    /// not sent away for a fill that moves no client's bytes.
+    #[tokio::test(start_paused = true)]
+    async fn only_readers_leave_for_a_growing_fill() {
+        let dir = std::env::temp_dir().join(format!("in-flight-growing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let disk = crate::native::store::disk::DiskStore::open(&dir, 1 << 30).unwrap();
+        let writing = disk.begin("v1/r/blobs/sha256/aa", None).unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let verifier = crate::store::verify::Verifier::new(&digest, 10).unwrap();
+        // An upstream that sends nothing yet.
+        let upstream = reqwest::Body::wrap_stream(futures_util::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >());
+        let started = crate::native::store::growing::start(writing, upstream, verifier, None, None);
+        let (growing, _fill) = started.ok().unwrap();
+        let flights = InFlight::default();
+        let claim = flights.claim("k").ok().unwrap();
+        let reader = tokio::spawn(
+            flights
+                .claim("k")
+                .err()
+                .unwrap()
+                .wait(Duration::from_secs(30), true),
+        );
+        let keeper = tokio::spawn(
+            flights
+                .claim("k")
+                .err()
+                .unwrap()
+                .wait(Duration::from_secs(30), false),
+        );
+        claim.publish(growing);
+        assert!(!reader.await.unwrap(), "a reader waited for the fill's end");
+        tokio::time::sleep(GRACE + Duration::from_secs(5)).await;
+        assert!(
+            !keeper.is_finished(),
+            "a waiter that keeps the object left a moving fill"
+        );
+        drop(claim);
+        assert!(keeper.await.unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -247,7 +247,9 @@ impl ContentStore {
     /// The object at `key`, opened (its body begun when `opens_body`); or, on a miss, the claim
     /// to fetch it. When another request is fetching it already, waits for that one (at most
     /// `wait`, and only while its fill moves: `in_flight`), then looks again; still missing, it is
-    /// fetched without the claim.
+    /// fetched without the claim. A lookup that `opens_body` is given an object being filled
+    /// (`growing`) to read as it grows; one that does not (a command confirming what it stored)
+    /// waits for the fill's end, since a growing object is not stored yet.
     pub async fn look_up(
         &self,
         key: &str,
@@ -264,12 +266,12 @@ impl ContentStore {
         match self.claim(key) {
             Ok(claim) => (None, Some(claim)),
             Err(fetching) => {
-                if let Some(filling) = fetching.growing() {
+                if let Some(filling) = fetching.growing().filter(|_| opens_body) {
                     return read_as_it_grows(filling);
                 }
                 let waited = fetching.clone();
-                fetching.wait(wait).await;
-                if let Some(filling) = waited.growing() {
+                fetching.wait(wait, opens_body).await;
+                if let Some(filling) = waited.growing().filter(|_| opens_body) {
                     return read_as_it_grows(filling);
                 }
                 match self.open_object(key, opens_body).await {
