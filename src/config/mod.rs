@@ -157,6 +157,19 @@ impl Config {
             );
         }
 
+        // ALLOW_NETWORKS opens a private mirror to some networks; on an open mirror it would do
+        // nothing, while reading as if only those networks were let in.
+        if whitelist.is_none() && get("ALLOW_NETWORKS").is_some_and(|v| !v.trim().is_empty()) {
+            return Err(
+                "ALLOW_NETWORKS is set but WHITE_LIST is not: ALLOW_NETWORKS lets those networks \
+                 pull without credentials past a WHITE_LIST, and without one every client may \
+                 pull already, from anywhere. Set WHITE_LIST (and TOKEN_SECRET) to keep the \
+                 mirror private, or remove ALLOW_NETWORKS; to keep other networks out, use a \
+                 firewall or the listener's address"
+                    .to_string(),
+            );
+        }
+
         let public_url = match get("PUBLIC_URL") {
             Some(url) => {
                 let parsed = UpstreamUrl::parse(&url).map_err(|e| format!("PUBLIC_URL: {e}"))?;

@@ -344,8 +344,24 @@ fn allowed_networks_pull_without_credentials() {
         &[("x-forwarded-for", "203.0.113.9, 10.1.0.5")],
     );
     expect_fetch(start_from(&m, &proxied, "127.0.0.1"));
-    let bad = Config::from_lookup(|k| (k == "ALLOW_NETWORKS").then(|| "10.0.0.0/33".to_string()));
-    assert!(bad.unwrap_err().contains("ALLOW_NETWORKS"));
+    let bad = Config::from_lookup(|k| match k {
+        "ALLOW_NETWORKS" => Some("10.0.0.0/33".to_string()),
+        "WHITE_LIST" => Some("alice".to_string()),
+        "TOKEN_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    });
+    assert!(bad.unwrap_err().contains("is not a network"));
+}
+
+/// On an open mirror ALLOW_NETWORKS would do nothing (everyone may pull), while reading as if
+/// only those networks were let in: the mirror refuses to start and says why.
+#[test]
+fn allow_networks_without_a_whitelist_is_refused() {
+    let open = Config::from_lookup(|k| (k == "ALLOW_NETWORKS").then(|| "10.0.0.0/8".to_string()));
+    let why = open.unwrap_err();
+    assert!(why.contains("WHITE_LIST is not"), "{why}");
+    let empty = Config::from_lookup(|k| (k == "ALLOW_NETWORKS").then(String::new));
+    assert!(empty.is_ok());
 }
 
 /// Behind a trusted proxy whose own address is on a listed network, a forwarded entry that does

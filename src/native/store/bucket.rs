@@ -3,8 +3,9 @@
 //! The core decides what is stored and served (`store`); this module only reads and writes.
 //!
 //! Credentials, region and endpoint come from the standard AWS variables (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`); an endpoint
-//! whose URL says `http` is spoken to in plain HTTP. An object appears only when its upload is
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`), and without a
+//! key in them from the standard AWS chain (`aws_chain`: profiles, SSO, web identity, container,
+//! instance); an endpoint whose URL says `http` is spoken to in plain HTTP. An object appears only when its upload is
 //! complete (a single `PUT`, or a multipart upload completed only after the core's verifier has
 //! accepted every byte), so nothing half-written is ever served. Size is bounded by the bucket's
 //! lifecycle rule (README), not here. The media type travels as the object's `Content-Type`.
@@ -23,6 +24,7 @@
 //! resumes a body with a `Range` request, checking the object's ETag), up to [`READ_RETRIES`]
 //! times.
 
+use crate::native::store::aws_chain::{self, Chain};
 use crate::native::store::in_flight::Claim;
 use crate::native::store::storing_body::{Sink, Stall};
 use crate::store::Stored;
@@ -63,6 +65,14 @@ pub const STALLED_READ: Duration = Duration::from_secs(10);
 /// How many times a stored body's read is asked again after a failure or a stall.
 const READ_RETRIES: usize = 3;
 
+/// How the bucket's clients reach AWS: what the three share.
+struct Aws {
+    plain_http: bool,
+    region: Option<String>,
+    /// The standard chain, when no variable names a key (one for the three clients).
+    chain: Option<Arc<Chain>>,
+}
+
 /// A bucket (and a prefix in it) holding stored objects.
 pub struct BucketStore {
     /// For lookups: short timeouts, one retry.
@@ -79,7 +89,7 @@ pub struct BucketStore {
 /// times within `retry_window`.
 fn client(
     bucket: &str,
-    plain_http: bool,
+    aws: &Aws,
     timeout: Duration,
     retries: usize,
     retry_window: Duration,
@@ -87,12 +97,12 @@ fn client(
     let options = ClientOptions::new()
         .with_connect_timeout(timeout.min(Duration::from_secs(2)))
         .with_timeout(timeout);
-    with_options(bucket, plain_http, options, retries, retry_window)
+    with_options(bucket, aws, options, retries, retry_window)
 }
 
 /// A client of the bucket for stored bodies: each wait for bytes ends within [`STALLED_READ`],
 /// however long the whole body takes; a broken or stalled body is resumed where it stopped.
-fn body_client(bucket: &str, plain_http: bool) -> Result<AmazonS3, String> {
+fn body_client(bucket: &str, aws: &Aws) -> Result<AmazonS3, String> {
     let options = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout_disabled()
@@ -100,12 +110,12 @@ fn body_client(bucket: &str, plain_http: bool) -> Result<AmazonS3, String> {
     // `object_store` counts its retry window from the first request: a slow client's body may
     // fail after an hour and still deserves its retries.
     let window = Duration::from_secs(24 * 3600);
-    with_options(bucket, plain_http, options, READ_RETRIES, window)
+    with_options(bucket, aws, options, READ_RETRIES, window)
 }
 
 fn with_options(
     bucket: &str,
-    plain_http: bool,
+    aws: &Aws,
     options: ClientOptions,
     retries: usize,
     retry_window: Duration,
@@ -119,11 +129,18 @@ fn with_options(
         max_retries: retries,
         retry_timeout: retry_window,
     };
-    AmazonS3Builder::from_env()
+    let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_client_options(options)
-        .with_allow_http(plain_http)
-        .with_retry(retry)
+        .with_allow_http(aws.plain_http)
+        .with_retry(retry);
+    if let Some(region) = &aws.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(chain) = &aws.chain {
+        builder = builder.with_credentials(chain.clone());
+    }
+    builder
         .build()
         .map_err(|e| format!("CACHE: s3://{bucket}: {e}"))
 }
@@ -141,13 +158,18 @@ impl BucketStore {
     pub fn open(bucket: &str, prefix: &str) -> Result<BucketStore, String> {
         // rustls needs a process-wide crypto provider; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let plain_http = std::env::var("AWS_ENDPOINT_URL")
-            .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
-            .is_ok_and(|endpoint| endpoint.starts_with("http://"));
+        let region = aws_chain::region();
+        let aws = Aws {
+            plain_http: std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
+                .is_ok_and(|endpoint| endpoint.starts_with("http://")),
+            chain: aws_chain::wanted().then(|| Arc::new(Chain::new(region.clone()))),
+            region,
+        };
         let half = LOOKUP_TIMEOUT / 2;
-        let lookups = client(bucket, plain_http, half, 1, LOOKUP_TIMEOUT)?;
-        let bodies = body_client(bucket, plain_http)?;
-        let s3 = client(bucket, plain_http, WRITE_TIMEOUT, 3, 2 * WRITE_TIMEOUT)?;
+        let lookups = client(bucket, &aws, half, 1, LOOKUP_TIMEOUT)?;
+        let bodies = body_client(bucket, &aws)?;
+        let s3 = client(bucket, &aws, WRITE_TIMEOUT, 3, 2 * WRITE_TIMEOUT)?;
         Ok(BucketStore {
             lookups,
             bodies,

@@ -2,6 +2,7 @@
 //! (`disk_store`) or a bucket (`bucket_store`). The driver (`drive`) uses this and nothing below
 //! it; the core (`store`) decides what goes in and comes out.
 
+pub mod aws_chain;
 pub mod bucket;
 pub mod catch_up;
 pub mod complaints;

@@ -144,14 +144,20 @@ pub fn ctr_uses_the_mirror_from_hosts_toml(m: &Mirrors) {
     let containerd = containerd();
     let hosts = scratch("hosts-d");
     std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
-    write_file(
-        &hosts.join("docker.io"),
-        "hosts.toml",
-        &format!(
-            "server = \"https://registry-1.docker.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            mirror.addr
-        ),
+    // The file docs/clients.md gives, for a plain-HTTP mirror as it says.
+    let clients =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/clients.md")).unwrap();
+    let section = &clients[clients
+        .find("### containerd")
+        .expect("the containerd section")..];
+    let block = section.split("```toml\n").nth(1).expect("its hosts.toml");
+    let block = &block[..block.find("```").unwrap()];
+    assert!(block.contains("https://mirror.example.com"), "{block}");
+    let hosts_toml = block.replace(
+        "https://mirror.example.com",
+        &format!("http://{}", mirror.addr),
     );
+    write_file(&hosts.join("docker.io"), "hosts.toml", &hosts_toml);
     let ns = namespace("ctr-hosts");
     let (ok, out) = containerd.ctr(
         &ns,

@@ -33,7 +33,10 @@ use std::sync::Arc;
 #[command(after_help = "Examples:\n  \
     registry-mirror warm alpine:3.20 nginx:1.27 ghcr.io/owner/image:v1\n  \
     registry-mirror warm --file images.txt --platform linux/amd64,linux/arm64\n  \
-    CACHE=s3://my-bucket registry-mirror warm alpine   (the Lambda deployment's bucket)")]
+    CACHE=s3://BUCKET/mirror registry-mirror warm alpine   (the Lambda stack's bucket: its \
+    StoreBucketName output, prefix mirror)\n\n\
+    A bucket's credentials: the AWS_* variables, else the AWS CLI's (AWS_PROFILE, aws configure, \
+    aws sso login); docs/operations.md names the permissions each command needs.")]
 pub struct Args {
     /// Images: NAME[:TAG] or NAME@DIGEST (alpine, library/alpine:3.20, ghcr.io/owner/image:v1)
     #[arg(value_name = "IMAGE")]
