@@ -277,3 +277,36 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     let (_, out) = run(Command::new("systemd-analyze").arg("verify").arg(&broken));
     assert!(out.contains("ProtectSytem"), "{out}");
 }
+
+/// A package for a registry (`cargo package`) holds the licences, the code and what deploys and
+/// documents it, with no warning (a target left out, a missing field) and nothing built.
+#[test]
+fn the_package_list_is_clean() {
+    let (ok, out) = run(Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root()));
+    assert!(ok, "cargo package --list: {out}");
+    assert!(!out.contains("warning"), "{out}");
+    let files: Vec<&str> = out.lines().collect();
+    for needed in [
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "README.md",
+        "Cargo.lock",
+        "src/main.rs",
+        "fastly.toml",
+        "template.yaml",
+        "deploy/kubernetes.yaml",
+    ] {
+        assert!(
+            files.contains(&needed),
+            "{needed} is not in the package: {out}"
+        );
+    }
+    for file in &files {
+        assert!(
+            !file.starts_with("target/") && !file.starts_with("bin/") && !file.starts_with("pkg/"),
+            "a built file in the package: {file}"
+        );
+    }
+}

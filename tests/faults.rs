@@ -224,12 +224,79 @@ fn a_refused_connection_is_unavailable_at_once(s: &Setup) {
     let started = Instant::now();
     let (status, out) = curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
     assert_eq!(status, 503, "{out}");
-    assert!(out.contains("could not be reached"), "{out}");
+    assert!(
+        out.contains("could not be reached: refused the connection"),
+        "{out}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
         started.elapsed()
     );
+    assert_the_log_says(&mirror, &dead, "refused the connection");
+}
+
+/// The cause of an unreachable upstream is in the client's `503` and, with the host, in the
+/// mirror's log: a name that does not resolve, and a certificate the mirror does not trust.
+fn an_unreachable_upstream_says_why(s: &Setup) {
+    let cases = [
+        (
+            "http://registry.invalid".to_string(),
+            "registry.invalid",
+            "its name did not resolve (DNS)",
+        ),
+        (
+            format!("https://{}", untrusted_tls()),
+            "127.0.0.1",
+            "failed the TLS handshake",
+        ),
+    ];
+    for (upstream, host, cause) in cases {
+        let settings = vec![("UPSTREAM_DOCKER_IO".to_string(), upstream.clone())];
+        let mirror = s.runtime.start("unreachable", &settings);
+        let (status, out) = curl(&mirror, "/v2/library/alpine/manifests/v2s2", &[]);
+        assert_eq!(status, 503, "{upstream}: {out}");
+        assert!(out.contains(cause), "{upstream}: {out}");
+        assert_the_log_says(&mirror, host, cause);
+    }
+}
+
+/// A TLS server on loopback with a certificate of the tests' own CA, which the mirror does not
+/// trust (a mirror of this program, serving HTTPS).
+fn untrusted_tls() -> String {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        let ca = support::certs::TestCa::new("untrusted-upstream");
+        let (cert, key) = ca.issue("127.0.0.1");
+        let settings = vec![
+            ("TLS_CERT".to_string(), cert.display().to_string()),
+            ("TLS_KEY".to_string(), key.display().to_string()),
+        ];
+        let server = LocalServer.start("untrusted-tls", &settings);
+        let addr = server.addr.clone();
+        std::mem::forget(server);
+        addr
+    })
+    .clone()
+}
+
+/// The mirror's log names the host and the cause of an upstream failure.
+fn assert_the_log_says(mirror: &Mirror, host: &str, cause: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = mirror.log_text();
+        let said = log.lines().any(|l| {
+            l.contains("an upstream request failed") && l.contains(host) && l.contains(cause)
+        });
+        if said {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log does not say {host} {cause}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The fault cases against one runtime.
@@ -264,6 +331,7 @@ fault_cases!(
         a_redirect_to_a_dead_storage_host_is_unavailable,
         an_upstream_429_reaches_the_client_with_retry_after,
         a_refused_connection_is_unavailable_at_once,
+        an_unreachable_upstream_says_why,
     ]
 );
 
@@ -280,5 +348,6 @@ fault_cases!(
         a_redirect_to_a_dead_storage_host_is_unavailable,
         an_upstream_429_reaches_the_client_with_retry_after,
         a_refused_connection_is_unavailable_at_once,
+        an_unreachable_upstream_says_why,
     ]
 );

@@ -214,7 +214,7 @@ impl Mirror {
         let now = unix_seconds(now);
         // A refused or broken connection may be passing; a timeout has used the time already.
         let pending = match retry(
-            matches!(error, FetchError::Connect | FetchError::Other),
+            matches!(error, FetchError::Connect(_) | FetchError::Other),
             pending,
         ) {
             Ok(step) => return step,
@@ -235,12 +235,13 @@ impl Mirror {
             State::UpstreamToken(_) => "the upstream token service",
             State::Storage { .. } => "the upstream blob storage",
         };
-        let why = match error {
-            FetchError::Timeout => "did not answer in time",
-            FetchError::Connect => "could not be reached",
-            FetchError::BodyTooLarge => "sent an answer too large to read",
-            FetchError::NoBackend => "has no backend configured in this deployment",
-            FetchError::Other => "failed",
+        let why: std::borrow::Cow<'static, str> = match error {
+            FetchError::Timeout => "did not answer in time".into(),
+            FetchError::Connect(Unreachable::Unknown) => "could not be reached".into(),
+            FetchError::Connect(cause) => format!("could not be reached: {}", cause.says()).into(),
+            FetchError::BodyTooLarge => "sent an answer too large to read".into(),
+            FetchError::NoBackend => "has no backend configured in this deployment".into(),
+            FetchError::Other => "failed".into(),
         };
         let method = match &state {
             State::Resource(r)

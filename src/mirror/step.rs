@@ -88,12 +88,42 @@ pub struct Fetch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchError {
     Timeout,
-    Connect,
+    /// No connection could be made, and why, as far as the runtime can tell.
+    Connect(Unreachable),
     /// The body was longer than `read_body` allowed.
     BodyTooLarge,
     /// The runtime has no way to reach that host (on Fastly: no backend for it).
     NoBackend,
     Other,
+}
+
+/// Why a connection to an upstream host could not be made: what an operator must fix differs
+/// (a resolver, a firewall, a clock or a CA bundle, a proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The host's name did not resolve.
+    Dns,
+    /// The host (or the path to it) refused the connection.
+    Refused,
+    /// The TLS handshake failed (a certificate not trusted or not for that host, a clock off).
+    Tls,
+    /// The HTTP proxy (`HTTPS_PROXY`) could not be reached or would not open the tunnel.
+    Proxy,
+    /// The runtime did not say.
+    Unknown,
+}
+
+impl Unreachable {
+    /// What the client's `503` and the log say of it: the cause, nothing of the request.
+    pub fn says(self) -> &'static str {
+        match self {
+            Unreachable::Dns => "its name did not resolve (DNS)",
+            Unreachable::Refused => "refused the connection",
+            Unreachable::Tls => "failed the TLS handshake (certificate, or this machine's clock)",
+            Unreachable::Proxy => "was not reached through the HTTP proxy (HTTPS_PROXY)",
+            Unreachable::Unknown => "could not be reached",
+        }
+    }
 }
 
 /// The fields of the request's log line that only the mirror knows.

@@ -10,5 +10,6 @@
 pub mod commands;
 pub mod drive;
 pub mod logging;
+pub mod said_once;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@
 //! 60 s).
 
 use fastly::{Backend, Body, Request};
-use registry_mirror::mirror::FetchError;
+use registry_mirror::mirror::{FetchError, Unreachable};
 use registry_mirror::registry::upstream::backend_name;
 use std::io::Read;
 use std::time::Duration;
@@ -27,11 +27,19 @@ pub fn fetch_upstream(
     let mut request = Request::from(request.map(Body::from));
     request.set_pass(true);
     let response = request.send(backend).map_err(|e| {
+        // The causes Fastly names (`SendErrorCause`): DnsTimeout, DnsError, ConnectionRefused,
+        // TlsCertificateError, …
         let cause = format!("{:?}", e.root_cause());
         if cause.contains("Timeout") {
             FetchError::Timeout
+        } else if cause.contains("Dns") {
+            FetchError::Connect(Unreachable::Dns)
+        } else if cause.contains("Refused") {
+            FetchError::Connect(Unreachable::Refused)
+        } else if cause.contains("Tls") {
+            FetchError::Connect(Unreachable::Tls)
         } else {
-            FetchError::Connect
+            FetchError::Connect(Unreachable::Unknown)
         }
     })?;
     let (head, body) = http::Response::<Body>::from(response).into_parts();

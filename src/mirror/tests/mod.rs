@@ -133,7 +133,11 @@ fn upstream_down(m: &Mirror, step: Step) -> Step {
     let mut step = step;
     loop {
         step = match step {
-            Step::Fetch(fetch) => m.fail(fetch.pending, FetchError::Connect, at(10)),
+            Step::Fetch(fetch) => m.fail(
+                fetch.pending,
+                FetchError::Connect(Unreachable::Refused),
+                at(10),
+            ),
             other => return other,
         }
     }

@@ -288,7 +288,11 @@ fn gateway_errors_and_broken_connections_are_retried_a_bounded_number_of_times()
         (&uri, Duration::from_millis(100))
     );
     assert_eq!(second.request.headers()[header::ACCEPT], "x");
-    let third = expect_fetch(m.fail(second.pending, FetchError::Connect, at(1000)));
+    let third = expect_fetch(m.fail(
+        second.pending,
+        FetchError::Connect(Unreachable::Refused),
+        at(1000),
+    ));
     assert_eq!(third.delay, Duration::from_millis(400));
     let (r, _) = expect_answer(m.resume(third.pending, upstream_head(502, &[]), None, at(1)));
     assert_eq!(r.status(), 503);

@@ -1,7 +1,7 @@
 //! One upstream request for the driver: sent with the shared client, within the upstream
 //! timeout; a small body read for the core, or kept as a stream to relay.
 
-use crate::mirror::FetchError;
+use crate::mirror::{FetchError, Unreachable};
 use std::time::Duration;
 
 /// An upstream answer: its head, the body read (with a `limit`), or the body to relay.
@@ -56,8 +56,44 @@ fn classify(error: reqwest::Error) -> FetchError {
     if error.is_timeout() {
         FetchError::Timeout
     } else if error.is_connect() {
-        FetchError::Connect
+        FetchError::Connect(unreachable(&error))
     } else {
         FetchError::Other
+    }
+}
+
+/// Why a connection failed, read from the error's causes (hyper-util's connector says `dns
+/// error`; the system says `ConnectionRefused`; rustls names its own errors; a proxy that will
+/// not open a tunnel makes hyper-util's `tunnel` error).
+fn unreachable(error: &reqwest::Error) -> Unreachable {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut texts = Vec::new();
+    while let Some(c) = cause {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return Unreachable::Tls;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Unreachable::Refused;
+            }
+        }
+        texts.push(c.to_string().to_ascii_lowercase());
+        cause = c.source();
+    }
+    let said = |words: &[&str]| texts.iter().any(|t| words.iter().any(|w| t.contains(w)));
+    if said(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+    ]) {
+        Unreachable::Dns
+    } else if said(&["tunnel", "proxy"]) {
+        Unreachable::Proxy
+    } else if said(&["certificate", "tls handshake", "invalid peer"]) {
+        Unreachable::Tls
+    } else if said(&["connection refused"]) {
+        Unreachable::Refused
+    } else {
+        Unreachable::Unknown
     }
 }

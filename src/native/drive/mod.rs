@@ -5,7 +5,8 @@
 //! The core decides; this module only moves bytes. Upstream bodies are never buffered except the
 //! small ones the core asks to read (challenges, token answers), and those only up to its limit.
 
-use crate::mirror::{Incoming, Mirror, Step, Summary};
+use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
+use crate::native::said_once::SaidOnce;
 use crate::native::store::{ContentStore, Found};
 
 mod fetch;
@@ -183,6 +184,12 @@ impl Driver {
                     }
                     let (limit, timeout) = (fetch.read_body, self.settings.upstream_timeout);
                     let host = fetch.request.uri().host().unwrap_or("-").to_string();
+                    // Host and port only: never user info, should a URL carry any.
+                    let authority = fetch
+                        .request
+                        .uri()
+                        .port_u16()
+                        .map(|p| format!("{host}:{p}"));
                     resume = Resume::of(&self.client, &fetch.request, timeout);
                     let fetched = fetch::fetch(&self.client, timeout, fetch.request, limit).await;
                     if let Some(metrics) = &self.metrics {
@@ -194,10 +201,35 @@ impl Driver {
                             self.mirror
                                 .resume(fetch.pending, head, small_body, SystemTime::now())
                         }
-                        Err(error) => self.mirror.fail(fetch.pending, error, SystemTime::now()),
+                        Err(error) => {
+                            upstream_failed(authority.as_deref().unwrap_or(&host), error);
+                            self.mirror.fail(fetch.pending, error, SystemTime::now())
+                        }
                     }
                 }
             };
         }
+    }
+}
+
+/// Upstream failures already logged lately, by host and cause.
+static UPSTREAM_FAILURES: SaidOnce = SaidOnce::new(Duration::from_secs(60));
+
+/// Logs an upstream request that got no answer, with its host and why, once per host and cause
+/// a minute: the client's `503` says the cause, the log says where.
+fn upstream_failed(host: &str, error: FetchError) {
+    let cause = match error {
+        FetchError::Timeout => "no answer in time (UPSTREAM_TIMEOUT_SECS)",
+        FetchError::Connect(unreachable) => unreachable.says(),
+        FetchError::BodyTooLarge => "an answer too large to read",
+        FetchError::NoBackend => "no backend for this host",
+        FetchError::Other => "the connection broke",
+    };
+    if UPSTREAM_FAILURES.due(&format!("{host} {cause}"), std::time::Instant::now()) {
+        tracing::warn!(
+            host,
+            cause,
+            "an upstream request failed (said once per host and cause a minute)"
+        );
     }
 }
