@@ -56,6 +56,7 @@ mod server {
         Purge(commands::purge::Args),
         Verify(commands::verify::Args),
         Usage(commands::usage::Args),
+        Doctor(commands::doctor::Args),
     }
 
     pub fn main() -> ExitCode {
@@ -66,6 +67,7 @@ mod server {
             Some(Command::Serve { listen }) => listen,
             Some(Command::Warm(args)) => return commands::warm::run(args),
             Some(Command::Purge(args)) => return commands::purge::run(args),
+            Some(Command::Doctor(args)) => return commands::doctor::run(args),
             Some(Command::Verify(args)) => return commands::verify::run(args),
             Some(Command::Usage(args)) => return commands::usage::run(args),
         };

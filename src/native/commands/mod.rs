@@ -5,11 +5,13 @@
 //!   through the mirror would (the same core, in-process);
 //! - `purge`: forgets tags (and, with `--blobs`, the objects only they used);
 //! - `verify`: re-hashes every stored object, deletes those that do not match;
-//! - `usage`: what the store holds, by registry and repository.
+//! - `usage`: what the store holds, by registry and repository;
+//! - `doctor`: what a pull needs, checked from here (settings, proxy, upstreams, clock, store).
 //!
 //! Each prints what it did on standard output, its progress on standard error (a terminal only),
 //! and exits 0 when all went well, 1 when something failed or was found wrong, 2 on bad input.
 
+pub mod doctor;
 mod manifests;
 pub mod purge;
 pub mod usage;

@@ -65,7 +65,7 @@ fn classify(error: reqwest::Error) -> FetchError {
 /// Why a connection failed, read from the error's causes (hyper-util's connector says `dns
 /// error`; the system says `ConnectionRefused`; rustls names its own errors; a proxy that will
 /// not open a tunnel makes hyper-util's `tunnel` error).
-fn unreachable(error: &reqwest::Error) -> Unreachable {
+pub fn unreachable(error: &reqwest::Error) -> Unreachable {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut texts = Vec::new();
     while let Some(c) = cause {

@@ -9,7 +9,7 @@ use crate::mirror::{FetchError, Incoming, Mirror, Step, Summary};
 use crate::native::said_once::SaidOnce;
 use crate::native::store::{ContentStore, Found};
 
-mod fetch;
+pub mod fetch;
 use crate::native::store::resume::Resume;
 use http::{request, Response};
 use std::sync::Arc;
@@ -45,18 +45,24 @@ pub struct Driver {
     metrics: Option<Arc<crate::native::server::metrics::Metrics>>,
 }
 
+/// The HTTP client of every upstream request (the driver's, and `doctor`'s checks of the same
+/// hosts): no redirect followed (the core decides), bounded waits.
+pub fn upstream_client(upstream_timeout: Duration) -> Result<reqwest::Client, String> {
+    // rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10).min(upstream_timeout))
+        // A stalled body ends rather than hangs; a slow but moving one goes on.
+        .read_timeout(Duration::from_secs(60).max(upstream_timeout))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 impl Driver {
     pub fn new(mirror: Mirror, settings: DriverSettings) -> Result<Driver, String> {
-        // rustls needs a process-wide crypto provider; a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10).min(settings.upstream_timeout))
-            // A stalled body ends rather than hangs; a slow but moving one goes on.
-            .read_timeout(Duration::from_secs(60).max(settings.upstream_timeout))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = upstream_client(settings.upstream_timeout)?;
         Ok(Driver {
             mirror: Arc::new(mirror),
             client,

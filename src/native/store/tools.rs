@@ -139,6 +139,32 @@ impl ContentStore {
         }
     }
 
+    /// Writes a small object, reads it back and deletes it: what `doctor` asks of a store, with
+    /// what refused it.
+    pub async fn probe(&self) -> Result<(), String> {
+        let key = format!("doctor/probe-{}", std::process::id());
+        let value = b"registry-mirror doctor";
+        match &self.backend {
+            Backend::Disk(disk) => {
+                let (disk, key) = (disk.clone(), key.clone());
+                tokio::task::spawn_blocking(move || disk.write_record(&key, value))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot write: {e}"))?
+            }
+            Backend::Bucket(bucket) => bucket
+                .write_record(&key, value)
+                .await
+                .map_err(|e| format!("cannot write: {e}"))?,
+        }
+        let back = self.read_record(&key).await;
+        let removed = self.remove(&key).await;
+        if back.as_deref() != Some(&value[..]) {
+            return Err(format!("wrote {key} but could not read it back"));
+        }
+        removed.map_err(|e| format!("cannot delete {key}: {e}"))
+    }
+
     /// Waits for the records written in the background ([`ContentStore::keep`]).
     pub async fn settle(&self) {
         self.records.close();
