@@ -89,7 +89,7 @@ impl Mirror {
             _ => unreachable!("only resource routes come here"),
         };
         let mut headers = HeaderMap::new();
-        upstream::copy_headers(&head.headers, &mut headers, CLIENT_TO_REGISTRY);
+        upstream::copy_request_headers(&head.headers, &mut headers, CLIENT_TO_REGISTRY);
         if let Some(token) = upstream_token {
             if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
                 value.set_sensitive(true);
@@ -97,7 +97,7 @@ impl Mirror {
             }
         }
         let mut storage_headers = HeaderMap::new();
-        upstream::copy_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
+        upstream::copy_request_headers(&head.headers, &mut storage_headers, CLIENT_TO_STORAGE);
         // Manifests and blobs are checked against their digests (and stored): their bytes as
         // they are, never compressed by an upstream or a proxy before it.
         if matches!(route, Route::Manifest { .. } | Route::Blob { .. }) {

@@ -61,6 +61,26 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, names: &[&'static str]
     }
 }
 
+/// Copies a client's headers named in `names` into an upstream request, each name on one line:
+/// several lines of one name (dockerd sends one `Accept` a media type) are joined with commas, as
+/// RFC 9110 §5.3 allows for list-valued fields. An HTTP proxy between the mirror and its upstream
+/// may keep only one line of a name (tinyproxy does, in the tests): the registry then saw one
+/// media type and answered a manifest in another form than the client asked for.
+pub fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, names: &[&'static str]) {
+    for &name in names {
+        let name = HeaderName::from_static(name);
+        let values: Vec<&[u8]> = from.get_all(&name).iter().map(|v| v.as_bytes()).collect();
+        let joined = match values.as_slice() {
+            [] => continue,
+            [one] => one.to_vec(),
+            many => many.join(&b", "[..]),
+        };
+        if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
+            to.insert(name, value);
+        }
+    }
+}
+
 /// Where a redirect's `Location` leads, as an absolute `http(s)` URL. A relative location resolves
 /// against `base` (the URL that answered). Anything else is refused.
 pub fn resolve_location(base: &str, location: &str) -> Option<String> {
@@ -134,12 +154,13 @@ mod tests {
         from.insert(header::COOKIE, HeaderValue::from_static("c"));
         from.insert(header::RANGE, HeaderValue::from_static("bytes=0-1"));
         let mut to = HeaderMap::new();
-        copy_headers(&from, &mut to, CLIENT_TO_STORAGE);
+        copy_request_headers(&from, &mut to, CLIENT_TO_STORAGE);
         assert_eq!(to.len(), 1);
         assert_eq!(to[header::RANGE], "bytes=0-1");
         let mut to = HeaderMap::new();
-        copy_headers(&from, &mut to, CLIENT_TO_REGISTRY);
-        assert_eq!(to.get_all(header::ACCEPT).iter().count(), 2);
+        copy_request_headers(&from, &mut to, CLIENT_TO_REGISTRY);
+        assert_eq!(to.get_all(header::ACCEPT).iter().count(), 1);
+        assert_eq!(to[header::ACCEPT], "a, b");
         assert!(to.get(header::AUTHORIZATION).is_none());
         assert!(to.get(header::COOKIE).is_none());
 

@@ -11,7 +11,8 @@
 use super::refuse;
 use crate::auth::BasicCredentials;
 use crate::mirror::Unreachable;
-use crate::native::drive::{fetch::unreachable, upstream_client};
+use crate::native::drive::fetch::{through_proxy, unreachable};
+use crate::native::drive::upstream_client;
 use crate::native::store::ContentStore;
 use crate::registry::{Registry, DOCKER_HUB_STORAGE_HOSTS};
 use crate::store::StoreSetting;
@@ -150,7 +151,11 @@ async fn upstream(report: &mut Report, client: &reqwest::Client, registry: &Regi
             "check UPSTREAM_ for this registry: it must be a registry's API address",
         );
     }
-    report.ok(&what, &format!("GET /v2/ answered {status}"));
+    let path = match through_proxy(&registry.upstream.url("/v2/").parse().unwrap_or_default()) {
+        true => " (through the HTTP proxy)",
+        false => "",
+    };
+    report.ok(&what, &format!("GET /v2/ answered {status}{path}"));
     let Some((realm, service)) = challenge(&answer) else {
         return;
     };
@@ -285,13 +290,22 @@ fn httpdate_parse(text: &str) -> Option<SystemTime> {
 
 /// What failed and how to fix it, by the cause of a connection that failed.
 fn why(error: &reqwest::Error) -> (String, &'static str) {
+    let proxied = error
+        .url()
+        .and_then(|u| u.as_str().parse::<http::Uri>().ok())
+        .is_some_and(|u| through_proxy(&u));
     let cause = if error.is_timeout() {
         return (
             format!("no answer in {} s", CHECK_TIMEOUT.as_secs()),
             "a firewall that drops packets, or a network that needs a proxy (HTTPS_PROXY)",
         );
     } else if error.is_connect() {
-        unreachable(error)
+        match unreachable(error) {
+            // Through a proxy, the only connection made is the proxy's.
+            Unreachable::Tls => Unreachable::Tls,
+            _ if proxied => Unreachable::Proxy,
+            cause => cause,
+        }
     } else {
         return (
             format!("the connection broke ({error})"),

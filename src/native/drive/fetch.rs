@@ -19,11 +19,18 @@ pub async fn fetch(
     request: http::Request<Vec<u8>>,
     limit: Option<usize>,
 ) -> Result<Fetched, FetchError> {
+    let proxied = through_proxy(request.uri());
     let request = reqwest::Request::try_from(request).map_err(|_| FetchError::Other)?;
     let response = tokio::time::timeout(timeout, client.execute(request))
         .await
         .map_err(|_| FetchError::Timeout)?
-        .map_err(classify)?;
+        .map_err(|e| match classify(e) {
+            // Through a proxy, the only connection made is the proxy's (TLS goes end to end).
+            FetchError::Connect(cause) if proxied && cause != Unreachable::Tls => {
+                FetchError::Connect(Unreachable::Proxy)
+            }
+            other => other,
+        })?;
     let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
     match limit {
         None => Ok((head, None, Some(body))),
@@ -50,6 +57,17 @@ async fn read_up_to(body: reqwest::Body, limit: usize) -> Result<Vec<u8>, FetchE
         }
     }
     Ok(bytes)
+}
+
+/// Whether a request to `uri` goes through the HTTP proxy: the same reading of `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case) as the HTTP client's, by the same crate.
+pub fn through_proxy(uri: &http::Uri) -> bool {
+    static PROXIES: std::sync::OnceLock<hyper_util::client::proxy::matcher::Matcher> =
+        std::sync::OnceLock::new();
+    PROXIES
+        .get_or_init(hyper_util::client::proxy::matcher::Matcher::from_system)
+        .intercept(uri)
+        .is_some()
 }
 
 fn classify(error: reqwest::Error) -> FetchError {
