@@ -4,7 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use registry_mirror::registry::upstream::backend_name;
-use registry_mirror::registry::DOCKER_HUB_STORAGE_HOSTS;
+use registry_mirror::registry::{BUILTIN, DOCKER_HUB_STORAGE_HOSTS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -142,14 +142,27 @@ fn fastly_toml_names_each_backend_as_the_binary_looks_it_up() {
             }
         }
     }
-    let hosts: Vec<&str> = backends.iter().map(|(_, a, _)| a.as_str()).collect();
-    let hub = ["registry-1.docker.io", "auth.docker.io"];
-    for host in hub.iter().chain(DOCKER_HUB_STORAGE_HOSTS) {
+    let mut hosts: Vec<&str> = backends.iter().map(|(_, a, _)| a.as_str()).collect();
+    // Every host the registry table knows (each registry's API, token and fixed storage hosts),
+    // and no other.
+    let mut known: Vec<String> = Vec::new();
+    for builtin in BUILTIN {
+        let api = builtin.upstream.trim_start_matches("https://").to_string();
+        known.push(api);
+        known.extend(builtin.fixed_hosts.iter().map(|h| h.to_string()));
+    }
+    for host in DOCKER_HUB_STORAGE_HOSTS {
         assert!(
-            hosts.contains(host),
-            "fastly.toml declares no backend for {host}"
+            known.iter().any(|k| k == host),
+            "{host} is not in docker.io's fixed hosts"
         );
     }
+    known.sort();
+    hosts.sort();
+    assert_eq!(
+        hosts, known,
+        "fastly.toml's backends are not the registry table's hosts"
+    );
     for (name, address, port) in &backends {
         let port: u16 = port.parse().expect("a port number");
         assert_eq!(
@@ -308,5 +321,99 @@ fn the_package_list_is_clean() {
             !file.starts_with("target/") && !file.starts_with("bin/") && !file.starts_with("pkg/"),
             "a built file in the package: {file}"
         );
+    }
+}
+
+/// docs/registries.md says, per registry, what works on Fastly with the static backends: each
+/// registry whose storage varies needs dynamic backends, the others work whole.
+#[test]
+fn the_docs_say_what_each_registry_needs_on_fastly() {
+    let docs = std::fs::read_to_string(root().join("docs/registries.md")).unwrap();
+    let section = &docs[docs.find("### On Fastly").expect("an On Fastly section")..];
+    for builtin in BUILTIN {
+        let row = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", builtin.name)))
+            .unwrap_or_else(|| panic!("no row for {} in On Fastly", builtin.name));
+        match builtin.varying_storage {
+            Some(_) => assert!(row.contains("dynamic backends"), "{row}"),
+            None => assert!(row.contains("everything"), "{row}"),
+        }
+    }
+}
+
+/// Every `fastly …` command the docs give exists in the Fastly CLI that `scripts/install-test-tools`
+/// pins (the version docs/fastly.md names), is not one it calls deprecated, and takes each flag
+/// the docs pass it.
+#[test]
+fn the_fastly_steps_are_commands_of_the_pinned_cli() {
+    let install = std::fs::read_to_string(root().join("scripts/install-test-tools")).unwrap();
+    let pinned = install
+        .lines()
+        .find_map(|l| l.strip_prefix("FASTLY_CLI_VERSION="))
+        .expect("the pinned Fastly CLI");
+    let (_, version) = run(Command::new("fastly").arg("version"));
+    assert!(version.contains(&format!("v{pinned}")), "{version}");
+    let mut commands = Vec::new();
+    for page in [
+        "docs/fastly.md",
+        "docs/operations.md",
+        "docs/registries.md",
+        "README.md",
+    ] {
+        let text = std::fs::read_to_string(root().join(page)).unwrap();
+        if page == "docs/fastly.md" {
+            assert!(
+                text.contains(&format!("@fastly/cli@{pinned}")),
+                "{page} pins no CLI"
+            );
+        }
+        // Each command: from "fastly " to the end of its code span or line, continuations joined.
+        let text = text.replace("\\\n", " ");
+        for start in text.match_indices("fastly ").map(|(i, _)| i) {
+            let before = text[..start].chars().last().unwrap_or(' ');
+            if !matches!(before, '`' | ' ' | '\n' | '|') {
+                continue;
+            }
+            let rest = &text[start..];
+            let end = rest.find(['`', '\n']).unwrap_or(rest.len());
+            let words: Vec<&str> = rest[..end].split_whitespace().collect();
+            if words.len() < 2 || !words[1].chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+                continue;
+            }
+            commands.push(words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        }
+    }
+    assert!(
+        commands.len() >= 8,
+        "too few fastly commands found: {commands:?}"
+    );
+    for words in commands {
+        let path: Vec<&str> = words[1..]
+            .iter()
+            .take_while(|w| {
+                !w.starts_with('-') && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+            .map(|w| w.as_str())
+            .collect();
+        let (ok, help) = run(Command::new("fastly").args(&path).arg("--help"));
+        assert!(
+            ok,
+            "fastly {}: not a command of v{pinned}: {help}",
+            path.join(" ")
+        );
+        assert!(
+            !help.contains("deprecated"),
+            "fastly {} is deprecated: {help}",
+            path.join(" ")
+        );
+        for flag in words.iter().filter(|w| w.starts_with("--")) {
+            let name = flag.split('=').next().unwrap();
+            assert!(
+                help.contains(name),
+                "fastly {} takes no {name}",
+                path.join(" ")
+            );
+        }
     }
 }

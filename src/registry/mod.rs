@@ -89,6 +89,13 @@ pub struct Builtin {
     /// The setting naming the mirror host that serves this registry (the original project's names
     /// for the first five).
     pub host_setting: &'static str,
+    /// The hosts a pull from it dials besides its API, as far as they are fixed: its token service
+    /// and the storage its blob redirects lead to. Fastly needs a backend for each (`fastly.toml`
+    /// declares them all; a test holds the two together).
+    pub fixed_hosts: &'static [&'static str],
+    /// Where its blobs come from when that is not a fixed list (regional or per-image hosts),
+    /// which Fastly reaches only with dynamic backends; `None` when `fixed_hosts` covers them.
+    pub varying_storage: Option<&'static str>,
 }
 
 /// Where Docker Hub redirects blob downloads: the pull hosts of Docker's own allow-list (docker/docs,
@@ -108,54 +115,72 @@ pub const BUILTIN: &[Builtin] = &[
         upstream: "https://registry-1.docker.io",
         official_namespace: Some("library"),
         host_setting: "REGISTRY_DOCKER",
+        fixed_hosts: &["auth.docker.io", "index.docker.io", "production.cloudflare.docker.com", "production.cloudfront.docker.com", "docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com"],
+        varying_storage: None,
     },
     Builtin {
         name: "ghcr.io",
         upstream: "https://ghcr.io",
         official_namespace: None,
         host_setting: "REGISTRY_GHCR",
+        fixed_hosts: &["pkg-containers.githubusercontent.com"],
+        varying_storage: None,
     },
     Builtin {
         name: "quay.io",
         upstream: "https://quay.io",
         official_namespace: None,
         host_setting: "REGISTRY_QUAY",
+        fixed_hosts: &["cdn.quay.io", "cdn01.quay.io", "cdn02.quay.io", "cdn03.quay.io"],
+        varying_storage: None,
     },
     Builtin {
         name: "gcr.io",
         upstream: "https://gcr.io",
         official_namespace: None,
         host_setting: "REGISTRY_GCR",
+        fixed_hosts: &["storage.googleapis.com"],
+        varying_storage: None,
     },
     Builtin {
         name: "registry.k8s.io",
         upstream: "https://registry.k8s.io",
         official_namespace: None,
         host_setting: "REGISTRY_K8S_IO",
+        fixed_hosts: &[],
+        varying_storage: Some("regional mirrors chosen per client: `*-docker.pkg.dev` (Artifact Registry) and `prod-registry-k8s-io-*.s3.dualstack.*.amazonaws.com`"),
     },
     Builtin {
         name: "k8s.gcr.io",
         upstream: "https://k8s.gcr.io",
         official_namespace: None,
         host_setting: "REGISTRY_K8S_GCR",
+        fixed_hosts: &[],
+        varying_storage: Some("redirected to registry.k8s.io and its regional mirrors"),
     },
     Builtin {
         name: "nvcr.io",
         upstream: "https://nvcr.io",
         official_namespace: None,
         host_setting: "REGISTRY_NVCR",
+        fixed_hosts: &["authn.nvidia.com"],
+        varying_storage: Some("a CDN host its redirects name, not published"),
     },
     Builtin {
         name: "public.ecr.aws",
         upstream: "https://public.ecr.aws",
         official_namespace: None,
         host_setting: "REGISTRY_ECR_PUBLIC",
+        fixed_hosts: &[],
+        varying_storage: Some("CloudFront hosts (`*.cloudfront.net`) its redirects name"),
     },
     Builtin {
         name: "mcr.microsoft.com",
         upstream: "https://mcr.microsoft.com",
         official_namespace: None,
         host_setting: "REGISTRY_MCR",
+        fixed_hosts: &[],
+        varying_storage: Some("regional `*.data.mcr.microsoft.com` hosts"),
     },
 ];
 
