@@ -214,3 +214,133 @@ fn every_command_names_paths_and_settings_that_exist() {
     }
     assert!(checked > 10, "only {checked} names were checked");
 }
+
+/// The repository paths a text names in code spans (`src/…`, `tests/…`, …), as written.
+fn named_paths(text: &str) -> Vec<String> {
+    const TOP: &[&str] = &[
+        "src/", "tests/", "deploy/", "scripts/", "bench/", "benches/", "docs/", ".ci/", "fuzz/",
+    ];
+    let mut found = Vec::new();
+    for span in text.split('`').skip(1).step_by(2) {
+        for word in span.split_whitespace() {
+            let word = word.trim_matches(|c| "\"'(),;:.".contains(c));
+            let word = word.trim_start_matches("./");
+            // A file (with an extension) or a folder (ending in `/`); not `deploy/registry-mirror`,
+            // which is kubectl's name of a Deployment.
+            let last = word.rsplit('/').next().unwrap_or("");
+            let file_or_folder = word.ends_with('/') || last.contains('.');
+            if TOP.iter().any(|t| word.starts_with(t))
+                && file_or_folder
+                && !word.contains(['*', '<', '{', '$', '…'])
+            {
+                found.push(word.split(['#', '?']).next().unwrap().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Every repository path the docs and Cargo.toml's comments name exists (a file moved into a
+/// folder, `suite.rs` into `suite/`, left the docs naming a file that was gone).
+#[test]
+fn every_path_the_docs_name_exists() {
+    let mut texts: Vec<(String, String)> = pages()
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let comments: String = manifest
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(|c| format!("{c}\n"))
+        .collect();
+    texts.push(("Cargo.toml".to_string(), comments));
+    let (mut checked, mut missing) = (0, Vec::new());
+    for (name, text) in &texts {
+        for path in named_paths(text) {
+            if !root().join(&path).exists() {
+                missing.push(format!("{name} names {path}, which does not exist"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    assert!(checked > 30, "only {checked} paths were checked");
+}
+
+/// docs/how-it-works.md draws every step the core can take (each variant of `Step`) and names
+/// every module of `src/` (a module added without a line there fails here).
+#[test]
+fn how_it_works_names_every_step_and_module() {
+    let page = std::fs::read_to_string(root().join("docs/how-it-works.md")).unwrap();
+    let steps = std::fs::read_to_string(root().join("src/mirror/step.rs")).unwrap();
+    let body = &steps[steps.find("pub enum Step {").expect("the Step enum")..];
+    let body = &body[..body.find("\n}").unwrap()];
+    let mut variants = 0;
+    for line in body.lines().skip(1) {
+        let line = line.trim();
+        if line.starts_with("///") || line.is_empty() {
+            continue;
+        }
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        variants += 1;
+        assert!(
+            page.contains(&format!("── {name} ")),
+            "how-it-works.md does not draw the {name} step"
+        );
+    }
+    assert!(variants >= 9, "only {variants} steps found");
+    let mut missing = Vec::new();
+    let mut stack = vec![root().join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                if name != "tests" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            if matches!(stem, "tests" | "lib" | "main") {
+                continue;
+            }
+            let module = match stem {
+                "mod" => path
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string(),
+                stem => stem.to_string(),
+            };
+            let named = [
+                format!("`{module}`"),
+                format!("`{module}/`"),
+                format!("`{module}.rs`"),
+            ]
+            .iter()
+            .any(|n| page.contains(n.as_str()))
+                || page.contains(&format!("`native/{module}/`"))
+                || page.contains(&format!("`native/{module}.rs`"))
+                || page.contains(&format!("`bin/{module}/`"));
+            if !named {
+                missing.push(path.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "how-it-works.md does not name: {missing:?}"
+    );
+}

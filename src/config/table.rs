@@ -83,7 +83,7 @@ pub const TABLE: &[Setting] = &[
     row("SHUTDOWN_GRACE_SECS", "`30`", Local, "on `SIGTERM`, how long transfers in flight may take to finish"),
     row("CLIENT_IDLE_TIMEOUT_SECS", "`60`", Local, "a client that takes no bytes of a response for this long loses its connection"),
     row("MAX_CONNECTIONS_PER_IP", "`128`", Local, "the most open connections from one address (IPv6: its /64); with `TRUST_FORWARDED_HEADERS`, the most requests at once from one forwarded address (more get `429`)"),
-    row("RUST_LOG", "`info`", Native, "log filter"),
+    row("RUST_LOG", "`info`", Native, "log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`), or targets and levels (`warn,registry_mirror::native::store=debug`; the commands default to `warn`)"),
     row("LOG_FORMAT", "`text` (Lambda: `json`)", Native, "`text` or `json` (one JSON object a line)"),
 ];
 

@@ -1,6 +1,7 @@
 //! One log line per request, the same fields in every native runtime: method, route, repository,
 //! upstream, status, bytes, duration and user. Credentials and tokens are never among them.
-//! `RUST_LOG` sets the level (`error`, `warn`, `info` (the default), `debug`, `trace` or `off`);
+//! `RUST_LOG` filters by level (`error`, `warn`, `info` (the default), `debug`, `trace`, `off`)
+//! and by module (`warn,registry_mirror::native::store=debug`);
 //! `LOG_FORMAT=json` writes JSON lines (for CloudWatch and other collectors), `text` (the
 //! default) plain lines.
 
@@ -26,27 +27,36 @@ fn init_at(
     default_format: &str,
     default_level: tracing_subscriber::filter::LevelFilter,
 ) -> Result<(), String> {
-    // A level, not a per-module filter: that keeps a regex engine out of the Lambda package.
-    let level = std::env::var("RUST_LOG").unwrap_or_default();
-    let filter = match level.trim() {
-        "" => default_level,
-        other => other
-            .parse::<tracing_subscriber::filter::LevelFilter>()
-            .map_err(|_| {
-                format!("RUST_LOG: {other:?} is not error, warn, info, debug, trace or off")
-            })?,
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // Targets and levels (`warn,registry_mirror::native::store=debug`), the part of EnvFilter's
+    // syntax that needs no regex engine (which would grow the Lambda package).
+    let value = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match value.trim() {
+        "" => Targets::new().with_default(default_level),
+        other => other.parse::<Targets>().map_err(|e| {
+            format!(
+                "RUST_LOG: {other:?} is not a filter ({e}): a level (error, warn, info, debug, \
+                 trace, off), or targets and levels: warn,registry_mirror::native::store=debug"
+            )
+        })?,
     };
     let format = std::env::var("LOG_FORMAT").unwrap_or_else(|_| default_format.to_string());
     let builder = tracing_subscriber::fmt()
-        .with_max_level(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    match format.as_str() {
-        "json" => builder.json().flatten_event(true).init(),
-        "text" | "" => builder.with_ansi(false).init(),
+    let installed = match format.as_str() {
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .try_init(),
+        "text" | "" => builder.with_ansi(false).finish().with(filter).try_init(),
         other => return Err(format!("LOG_FORMAT: {other:?} is not text or json")),
-    }
-    Ok(())
+    };
+    installed.map_err(|e| format!("cannot set up the log: {e}"))
 }
 
 /// A response's `Content-Length`, the `bytes` of its log line.
