@@ -315,6 +315,11 @@ fn usage_shows_the_pulls_made() {
         "docker.io/team/app",
         "anonymous",
         "docker.io alice",
+        // The picture first: the week's pulls saved, and a chart of pulls and of bytes by the
+        // hour, as Chromium parsed them (168 hours each, this hour's bars drawn).
+        "Docker Hub pulls saved, the last week",
+        "<svg class=\"chart\" data-hours=\"168\"",
+        "0 h ago:",
     ] {
         assert!(
             dom.contains(expected),

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// How long figures are kept: a week.
-const KEPT_HOURS: u64 = 7 * 24;
+pub const KEPT_HOURS: u64 = 7 * 24;
 /// How often changed figures are saved.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// The most users, and the most repositories, one hour keeps by name.
@@ -58,6 +58,16 @@ pub struct Hour {
     pub repositories: BTreeMap<String, Tally>,
     /// Store answers by result (`hit`, `miss`, `stale`).
     pub store: BTreeMap<String, u64>,
+    /// Every answer given: pulls and bytes, of which `from_store` came from the store (a hit or a
+    /// stale answer), and `counted` the manifest GETs the upstream answered (what Docker Hub
+    /// counts against its pull limits; the rest of the pulls cost it none). Files written before
+    /// these were kept read as zero.
+    #[serde(default)]
+    pub all: Tally,
+    #[serde(default)]
+    pub from_store: Tally,
+    #[serde(default)]
+    pub counted: u64,
 }
 
 /// The last `ratelimit-remaining` of an account, and when it was seen (seconds since the epoch).
@@ -195,6 +205,13 @@ impl Usage {
         if let Some(result) = summary.store {
             *hour.store.entry(result.to_string()).or_default() += 1;
         }
+        if given {
+            hour.all += tally;
+            if matches!(summary.store, Some("hit" | "stale")) {
+                hour.from_store += tally;
+            }
+            hour.counted += u64::from(get && summary.counted_get);
+        }
         let left = summary
             .ratelimit_remaining
             .as_deref()
@@ -268,6 +285,9 @@ pub fn since(figures: &Figures, since: u64) -> Hour {
         for (result, n) in &hour.store {
             *total.store.entry(result.clone()).or_default() += n;
         }
+        total.all += hour.all;
+        total.from_store += hour.from_store;
+        total.counted += hour.counted;
     }
     total
 }

@@ -169,3 +169,71 @@ fn an_unreadable_file_is_set_aside() {
     assert_eq!(std::fs::read(dir.join(&aside[0])).unwrap(), b"{not json");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The picture: each hour's pulls split into those the upstream counted and those it did not,
+/// bytes into the store's and the upstream's, and the week's pulls saved said in words.
+#[test]
+fn the_page_draws_the_week_and_the_pulls_saved() {
+    let usage = Usage::new(None, None);
+    let now = SystemTime::now();
+    let counted = Summary {
+        counted_get: true,
+        ..summary(None, "library/alpine", Some("miss"))
+    };
+    // One pull Docker Hub counted (a manifest fetched upstream), three it did not (from the
+    // store), and a blob of 4000 bytes from the store two hours ago.
+    usage.count(true, &counted, 200, Some(100), now);
+    for _ in 0..3 {
+        usage.count(
+            true,
+            &summary(None, "library/alpine", Some("hit")),
+            200,
+            Some(100),
+            now,
+        );
+    }
+    let blob = Summary {
+        route: "blob",
+        ..summary(None, "library/alpine", Some("hit"))
+    };
+    usage.count(
+        true,
+        &blob,
+        200,
+        Some(4000),
+        now - Duration::from_secs(2 * 3600),
+    );
+    // Refused answers add nothing to the picture either.
+    usage.count(true, &counted, 401, Some(50), now);
+    let figures = usage.snapshot();
+    let hour = &figures.hours[&(seconds(now) / 3600)];
+    assert_eq!(
+        (hour.all.pulls, hour.counted, hour.from_store.pulls),
+        (4, 1, 3)
+    );
+    assert_eq!((hour.all.bytes, hour.from_store.bytes), (400, 300));
+    let page = usage.page();
+    assert!(
+        page.contains("Docker Hub pulls saved, the last week: 3</b> of 4 pulls (75%)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Bytes served from the store: 4.30 kB of 4.40 kB (98%)"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<svg class=chart data-hours=168").count(),
+        2,
+        "{page}"
+    );
+    // This hour's bars: 1 counted and 3 saved pulls; two hours ago, 4000 bytes from the store.
+    assert!(
+        page.contains("0 h ago: 1 pulls counted by the upstream"),
+        "{page}"
+    );
+    assert!(
+        page.contains("0 h ago: 3 pulls saved (not counted)"),
+        "{page}"
+    );
+    assert!(page.contains("2 h ago: 4.00 kB from the store"), "{page}");
+}
