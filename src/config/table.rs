@@ -71,6 +71,7 @@ pub const TABLE: &[Setting] = &[
     row("TAG_STALE_MAX_SECS", "`604800` (7 days)", All, "with a store: how long after the registry last showed it a tag's digest (and public content) is served when the registry fails; `0`: never"),
     row("TAG_TTL_SECS", "`0`", All, "with a store: how long an anonymous client's tag is served from its record without asking the registry; `0`: always ask (with a `HEAD`)"),
     row("HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY", "unset", Local, "an HTTP proxy for `https://` and `http://` upstreams (either case, as curl reads them); `NO_PROXY` lists hosts, domains or networks dialled directly (the store's bucket, say)"),
+    row("COPY_TIMEOUT_SECS", "`50`", Lambda, "the longest a blob's copy into the bucket keeps its client waiting (a copy that will not end in time is given up early): then the client goes to the upstream's storage; under CloudFront's 60 s origin read timeout"),
     row("UPSTREAM_TIMEOUT_SECS", "`30`", Native, "the longest wait for an upstream's answer; then `503 UNAVAILABLE`"),
     row("AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "AWS's", Native, "the bucket of `CACHE=s3://…` (an `http://` endpoint is spoken to in plain HTTP); without `AWS_ACCESS_KEY_ID`, the AWS CLI's chain (`AWS_PROFILE`, the shared files, SSO, web identity, container, instance)"),
     row("TOKEN_SECRET_ARN, UPSTREAM_AUTH_<NAME>_ARN", "unset", Lambda, "the secret's value from Secrets Manager, when the setting itself is unset"),

@@ -10,12 +10,29 @@
 //!   forwards every viewer header but `Host`) and the whole query string (the same policy: "Query
 //!   strings included in origin requests: All"); nothing is cached (Managed-CachingDisabled);
 //!   only `GET` and `HEAD` are allowed there (the behaviour's `AllowedMethods`);
-//! - everything else goes to the function's origin.
+//! - everything else goes to the function's origin, which must begin its answer within the
+//!   origin's `OriginReadTimeout` (read from `template.yaml`): past it the relay answers `504`
+//!   ("If the origin doesn't respond within the response timeout … CloudFront returns an HTTP 504
+//!   status code (Gateway Timeout) to the viewer", AWS, "Origin settings: Response timeout").
 
 use super::http_front::{empty, forward, Body};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The function origin's `OriginReadTimeout` in `template.yaml`.
+pub fn template_origin_read_timeout() -> std::time::Duration {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+    let secs = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("OriginReadTimeout:"))
+        .expect("an OriginReadTimeout in template.yaml")
+        .trim()
+        .parse()
+        .unwrap();
+    std::time::Duration::from_secs(secs)
+}
 
 pub struct Relay {
     pub addr: String,
@@ -26,8 +43,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay whose bucket origin is `bucket_origin` (`host:port` of the bucket's REST host).
+    /// A relay whose bucket origin is `bucket_origin` (`host:port` of the bucket's REST host),
+    /// with the template's origin read timeout.
     pub fn start(bucket_origin: &str) -> Relay {
+        Relay::with_read_timeout(bucket_origin, template_origin_read_timeout())
+    }
+
+    /// As `start`, with a shorter origin read timeout (a test's time scaled down).
+    pub fn with_read_timeout(bucket_origin: &str, read_timeout: std::time::Duration) -> Relay {
         let (listener, addr) = super::http_front::bind();
         let function = Arc::new(Mutex::new(String::new()));
         let bucket_requests = Arc::new(AtomicUsize::new(0));
@@ -43,7 +66,7 @@ impl Relay {
         super::http_front::serve(listener, move |request| {
             let (client, function, counted, bucket) =
                 (client.clone(), f.clone(), counted.clone(), bucket.clone());
-            async move { relay(&client, &function, &counted, &bucket, request).await }
+            async move { relay(&client, &function, &counted, &bucket, read_timeout, request).await }
         });
         Relay {
             addr,
@@ -62,6 +85,7 @@ async fn relay(
     function: &Mutex<String>,
     bucket_requests: &AtomicUsize,
     bucket: &str,
+    read_timeout: std::time::Duration,
     request: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Body>, std::io::Error> {
     let (mut head, body) = request.into_parts();
@@ -88,7 +112,11 @@ async fn relay(
         .map_err(std::io::Error::other)?
         .to_bytes();
     // The origin's own Host: the client sets it from the URL.
-    let response = forward(client, &head, format!("http://{origin}{path}"), body).await?;
+    let forwarded = forward(client, &head, format!("http://{origin}{path}"), body);
+    let Ok(response) = tokio::time::timeout(read_timeout, forwarded).await else {
+        return Ok(empty(504, &[]));
+    };
+    let response = response?;
     use futures_util::TryStreamExt;
     let (code, headers) = (response.status(), response.headers().clone());
     let frames = response

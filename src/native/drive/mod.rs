@@ -23,14 +23,25 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DriverSettings {
     /// `UPSTREAM_TIMEOUT_SECS`: the longest wait for an upstream's response head.
     pub upstream_timeout: Duration,
+    /// `COPY_TIMEOUT_SECS`: the longest a blob's copy into the bucket may keep its client waiting
+    /// before the client is sent to the upstream's storage instead (the Lambda's large blobs).
+    pub copy_timeout: Duration,
 }
+
+/// CloudFront, in front of the Lambda function, waits 60 s for the origin's first byte
+/// (`OriginReadTimeout` in `template.yaml`, the most it allows without a quota increase) and then
+/// answers the client `504`: a copy that may keep the client waiting must end well before.
+pub const DEFAULT_COPY_TIMEOUT: Duration = Duration::from_secs(50);
 
 impl DriverSettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<DriverSettings, String> {
         let default = DEFAULT_UPSTREAM_TIMEOUT.as_secs();
         let secs = crate::config::positive_number(&lookup, "UPSTREAM_TIMEOUT_SECS", default)?;
+        let copy = DEFAULT_COPY_TIMEOUT.as_secs();
+        let copy = crate::config::positive_number(&lookup, "COPY_TIMEOUT_SECS", copy)?;
         Ok(DriverSettings {
             upstream_timeout: Duration::from_secs(secs),
+            copy_timeout: Duration::from_secs(copy),
         })
     }
 }
@@ -153,7 +164,10 @@ impl Driver {
                     let body = last_body.take().unwrap_or_default();
                     let write = fill.write;
                     let filled = match &self.store {
-                        Some(store) => store.fill(&write.key, body, write.verifier).await,
+                        Some(store) => {
+                            let deadline = tokio::time::Instant::now() + self.settings.copy_timeout;
+                            store.fill(&write.key, body, write.verifier, deadline).await
+                        }
                         None => false,
                     };
                     drop(claim.take());

@@ -274,14 +274,25 @@ impl BucketStore {
         key: &str,
         mut body: reqwest::Body,
         mut verifier: crate::store::verify::Verifier,
+        deadline: tokio::time::Instant,
     ) -> Result<(), String> {
         use http_body_util::BodyExt;
+        let length = verifier.length();
         let upload = self
-            .start_upload(key, None, verifier.length())
+            .start_upload(key, None, length)
             .ok_or("not a key the store takes")?;
-        while let Some(frame) = body.frame().await {
+        let (started, mut copied) = (tokio::time::Instant::now(), 0u64);
+        loop {
+            let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+                return Err(COPY_TOO_SLOW.into());
+            };
+            let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| e.to_string())?;
             if let Ok(chunk) = frame.into_data() {
+                copied += chunk.len() as u64;
+                if will_miss(deadline, started, copied, length) {
+                    return Err(COPY_TOO_SLOW.into());
+                }
                 verifier.update(&chunk);
                 upload
                     .data
@@ -346,6 +357,28 @@ fn stored_of(attributes: &Attributes, length: u64) -> Stored {
 fn streamed(found: object_store::GetResult) -> reqwest::Body {
     use futures_util::TryStreamExt;
     reqwest::Body::wrap_stream(found.into_stream().map_err(std::io::Error::other))
+}
+
+/// Why a copy was given up (its upload aborted): the client goes to the upstream's storage.
+const COPY_TOO_SLOW: &str = "the copy would not end before COPY_TIMEOUT_SECS";
+
+/// Whether a copy that has taken `copied` of `length` bytes since `started` will, at its pace so
+/// far, end after `deadline`: judged from its second second on, so that it is given up early
+/// rather than at the deadline (a layer too large to copy in time wastes seconds, not the whole
+/// wait, on each pull until `warm` stores it).
+fn will_miss(
+    deadline: tokio::time::Instant,
+    started: tokio::time::Instant,
+    copied: u64,
+    length: u64,
+) -> bool {
+    let elapsed = started.elapsed();
+    if elapsed < Duration::from_secs(2) {
+        return false;
+    }
+    let pace = copied as f64 / elapsed.as_secs_f64();
+    let left = length.saturating_sub(copied) as f64 / pace.max(1.0);
+    started + elapsed + Duration::from_secs_f64(left.min(86400.0)) > deadline
 }
 
 /// An upload under way: its chunks, the verdict that completes it (dropped: aborted), and its end.

@@ -226,9 +226,10 @@ impl ContentStore {
         key: &str,
         body: reqwest::Body,
         verifier: crate::store::verify::Verifier,
+        deadline: tokio::time::Instant,
     ) -> bool {
         let filled = match &self.backend {
-            Backend::Bucket(bucket) => bucket.fill(key, body, verifier).await,
+            Backend::Bucket(bucket) => bucket.fill(key, body, verifier, deadline).await,
             Backend::Disk(_) => Err("a directory store is not filled for redirects".into()),
         };
         if let Err(e) = &filled {
