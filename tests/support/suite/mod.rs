@@ -217,3 +217,18 @@ pub fn curl_blob(
         String::from_utf8_lossy(&out.stdout).to_string(),
     )
 }
+
+/// The first fenced block in `fence` (`toml`, `json`) under the heading that starts with
+/// `section` in the docs page `page`: the tests configure clients with what the docs give users.
+pub fn doc_block(page: &str, section: &str, fence: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(page);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find(section)
+        .unwrap_or_else(|| panic!("{page} has no {section}"));
+    let block = text[start..]
+        .split(&format!("```{fence}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{page}, {section}: no {fence} block"));
+    block[..block.find("```").unwrap()].to_string()
+}

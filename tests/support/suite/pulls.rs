@@ -95,16 +95,14 @@ pub fn podman_pulls_by_name_and_through_a_registries_conf_mirror(m: &Mirrors) {
             fixture().images.get(reference).config_digest
         );
     }
+    // The file docs/clients.md gives, for a plain-HTTP mirror as it says.
     let dir = scratch("podman-conf");
-    let conf = write_file(
-        &dir,
-        "registries.conf",
-        &format!(
-            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"registry-1.docker.io\"\n\n\
-             [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
-            mirror.addr
-        ),
-    );
+    let block = super::doc_block("docs/clients.md", "### podman", "toml");
+    assert!(block.contains("## insecure = true"), "{block}");
+    let conf = block
+        .replace("mirror.example.com", &mirror.addr)
+        .replace("## insecure = true", "insecure = true");
+    let conf = write_file(&dir, "registries.conf", &conf);
     let id = podman_pull(&format!("docker.io/{OCI}"), Some(&conf), None)
         .unwrap_or_else(|e| panic!("podman pull via mirror: {e}"));
     assert_eq!(
@@ -145,13 +143,7 @@ pub fn ctr_uses_the_mirror_from_hosts_toml(m: &Mirrors) {
     let hosts = scratch("hosts-d");
     std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
     // The file docs/clients.md gives, for a plain-HTTP mirror as it says.
-    let clients =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/clients.md")).unwrap();
-    let section = &clients[clients
-        .find("### containerd")
-        .expect("the containerd section")..];
-    let block = section.split("```toml\n").nth(1).expect("its hosts.toml");
-    let block = &block[..block.find("```").unwrap()];
+    let block = super::doc_block("docs/clients.md", "### containerd", "toml");
     assert!(block.contains("https://mirror.example.com"), "{block}");
     let hosts_toml = block.replace(
         "https://mirror.example.com",
