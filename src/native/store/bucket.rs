@@ -21,19 +21,20 @@
 //! the lookup (a `GET`, when the core says the bytes will be served), so that a bucket too busy
 //! to start it in time makes a miss, not a cut response; once started, a read that takes no
 //! bytes for [`STALLED_READ`] or fails is asked again from where it stopped (`object_store`
-//! resumes a body with a `Range` request, checking the object's ETag), up to [`READ_RETRIES`]
-//! times.
+//! resumes a body with a `Range` request, checking the object's ETag), up to three times
+//! (`bucket_clients`).
 
-use crate::native::store::aws_chain::{self, Chain};
+pub use crate::native::store::bucket_clients::STALLED_READ;
+use crate::native::store::bucket_clients::{Clients, LOOKUP_TIMEOUT};
 use crate::native::store::in_flight::Claim;
 use crate::native::store::storing_body::{Sink, Stall};
 use crate::store::Stored;
 use bytes::Bytes;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, WriteMultipart,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -51,28 +52,8 @@ const SIGNED_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
 const QUEUED_CHUNKS: usize = 16;
 /// Parts uploaded at once, for one object.
 const PARTS_IN_FLIGHT: usize = 2;
-/// The longest a lookup (a `HEAD`, a record's `GET`, the start of a stored body) may take, retry
-/// included, before it counts as a miss.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an upload may take no bytes before the relay drops it.
 pub const STALLED_UPLOAD: Duration = Duration::from_secs(5);
-/// The longest one write request (a part of 5 MiB, a record) may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a stored body's read may wait for its next bytes before it is asked again from
-/// where it stopped. Only waits for the bucket count: a client reading slowly leaves the read
-/// unpolled, and that is not a stall.
-pub const STALLED_READ: Duration = Duration::from_secs(10);
-/// How many times a stored body's read is asked again after a failure or a stall.
-const READ_RETRIES: usize = 3;
-
-/// How the bucket's clients reach AWS: what the three share.
-struct Aws {
-    plain_http: bool,
-    region: Option<String>,
-    /// The standard chain, when no variable names a key (one for the three clients).
-    chain: Option<Arc<Chain>>,
-}
-
 /// A bucket (and a prefix in it) holding stored objects.
 pub struct BucketStore {
     /// For lookups: short timeouts, one retry.
@@ -83,66 +64,6 @@ pub struct BucketStore {
     s3: Arc<AmazonS3>,
     bucket: String,
     prefix: String,
-}
-
-/// A client of the bucket whose every request ends within `timeout`, retried at most `retries`
-/// times within `retry_window`.
-fn client(
-    bucket: &str,
-    aws: &Aws,
-    timeout: Duration,
-    retries: usize,
-    retry_window: Duration,
-) -> Result<AmazonS3, String> {
-    let options = ClientOptions::new()
-        .with_connect_timeout(timeout.min(Duration::from_secs(2)))
-        .with_timeout(timeout);
-    with_options(bucket, aws, options, retries, retry_window)
-}
-
-/// A client of the bucket for stored bodies: each wait for bytes ends within [`STALLED_READ`],
-/// however long the whole body takes; a broken or stalled body is resumed where it stopped.
-fn body_client(bucket: &str, aws: &Aws) -> Result<AmazonS3, String> {
-    let options = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout_disabled()
-        .with_read_timeout(STALLED_READ);
-    // `object_store` counts its retry window from the first request: a slow client's body may
-    // fail after an hour and still deserves its retries.
-    let window = Duration::from_secs(24 * 3600);
-    with_options(bucket, aws, options, READ_RETRIES, window)
-}
-
-fn with_options(
-    bucket: &str,
-    aws: &Aws,
-    options: ClientOptions,
-    retries: usize,
-    retry_window: Duration,
-) -> Result<AmazonS3, String> {
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(1),
-            base: 2.0,
-        },
-        max_retries: retries,
-        retry_timeout: retry_window,
-    };
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_client_options(options)
-        .with_allow_http(aws.plain_http)
-        .with_retry(retry);
-    if let Some(region) = &aws.region {
-        builder = builder.with_region(region);
-    }
-    if let Some(chain) = &aws.chain {
-        builder = builder.with_credentials(chain.clone());
-    }
-    builder
-        .build()
-        .map_err(|e| format!("CACHE: s3://{bucket}: {e}"))
 }
 
 /// `future`, or `None` once `LOOKUP_TIMEOUT` has passed.
@@ -156,20 +77,11 @@ async fn within_lookup_time<T>(future: impl Future<Output = Option<T>>) -> Optio
 impl BucketStore {
     /// `bucket` and `prefix` from `CACHE=s3://bucket/prefix`; the rest from the environment.
     pub fn open(bucket: &str, prefix: &str) -> Result<BucketStore, String> {
-        // rustls needs a process-wide crypto provider; a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let region = aws_chain::region();
-        let aws = Aws {
-            plain_http: std::env::var("AWS_ENDPOINT_URL")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
-                .is_ok_and(|endpoint| endpoint.starts_with("http://")),
-            chain: aws_chain::wanted().then(|| Arc::new(Chain::new(region.clone()))),
-            region,
-        };
-        let half = LOOKUP_TIMEOUT / 2;
-        let lookups = client(bucket, &aws, half, 1, LOOKUP_TIMEOUT)?;
-        let bodies = body_client(bucket, &aws)?;
-        let s3 = client(bucket, &aws, WRITE_TIMEOUT, 3, 2 * WRITE_TIMEOUT)?;
+        let Clients {
+            lookups,
+            bodies,
+            writes: s3,
+        } = Clients::open(bucket)?;
         Ok(BucketStore {
             lookups,
             bodies,

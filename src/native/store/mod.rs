@@ -4,6 +4,7 @@
 
 pub mod aws_chain;
 pub mod bucket;
+pub mod bucket_clients;
 pub mod catch_up;
 pub mod complaints;
 pub mod disk;
