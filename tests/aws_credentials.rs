@@ -116,6 +116,15 @@ fn signed_with(seen: &Mutex<Vec<String>>, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// Every request the front saw was signed with this key and region (`KEY REGION`).
+fn assert_signed_as(seen: &Mutex<Vec<String>>, expected: &str) {
+    let signed = signed_with(seen, 0);
+    assert!(!signed.is_empty(), "the bucket was not asked");
+    for credential in &signed {
+        assert_eq!(key_and_region(credential), expected);
+    }
+}
+
 fn key_and_region(credential: &str) -> String {
     let parts: Vec<&str> = credential.split('/').collect();
     match parts.as_slice() {
@@ -139,11 +148,7 @@ fn a_named_profile_in_the_shared_files_reaches_the_bucket() {
         &[("AWS_PROFILE", "operator")],
     );
     assert_eq!(status, 0, "{said}");
-    let signed = signed_with(&seen, 0);
-    assert!(!signed.is_empty(), "the bucket was not asked");
-    for credential in &signed {
-        assert_eq!(key_and_region(credential), "AKIAOPERATOR eu-west-3");
-    }
+    assert_signed_as(&seen, "AKIAOPERATOR eu-west-3");
 }
 
 #[test]
@@ -161,11 +166,7 @@ fn a_credential_process_reaches_the_bucket() {
         &[],
     );
     assert_eq!(status, 0, "{said}");
-    let signed = signed_with(&seen, 0);
-    assert!(!signed.is_empty(), "the bucket was not asked");
-    for credential in &signed {
-        assert_eq!(key_and_region(credential), "AKIAPROCESS ap-east-1");
-    }
+    assert_signed_as(&seen, "AKIAPROCESS ap-east-1");
 }
 
 /// The variables, when set, are what a Lambda function and a container are given: they win over
@@ -187,11 +188,7 @@ fn the_variables_win_over_the_files() {
         ],
     );
     assert_eq!(status, 0, "{said}");
-    let signed = signed_with(&seen, 0);
-    assert!(!signed.is_empty(), "the bucket was not asked");
-    for credential in &signed {
-        assert_eq!(key_and_region(credential), "AKIAVARIABLE us-west-2");
-    }
+    assert_signed_as(&seen, "AKIAVARIABLE us-west-2");
 }
 
 /// No credentials anywhere: the command fails and says how to give some.
