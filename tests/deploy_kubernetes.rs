@@ -9,6 +9,7 @@ mod support;
 use registry_mirror::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::process::try_run;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,23 +29,13 @@ fn venv_tool(name: &str) -> PathBuf {
     tool
 }
 
-fn run(command: &mut Command) -> (bool, String) {
-    let output = command.output().expect("run a tool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 /// The manifest's documents as JSON, read by the PyYAML that kubernetes-validate brings.
 fn documents() -> Vec<serde_json::Value> {
     let script = "import sys, json, yaml\n\
                   print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
-    let (ok, out) = run(Command::new(venv_tool("python"))
-        .args(["-c", script])
-        .arg(manifest()));
+    let mut command = Command::new(venv_tool("python"));
+    command.args(["-c", script]).arg(manifest());
+    let (ok, out) = try_run(command);
     assert!(ok, "{out}");
     serde_json::from_str(&out).unwrap()
 }
@@ -77,7 +68,9 @@ fn settings(container: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn the_kubernetes_manifest_validates() {
     let tool = venv_tool("kubernetes-validate");
-    let (ok, out) = run(Command::new(&tool).arg("--strict").arg(manifest()));
+    let mut command = Command::new(&tool);
+    command.arg("--strict").arg(manifest());
+    let (ok, out) = try_run(command);
     assert!(ok, "kubernetes-validate: {out}");
     for kind in [
         "deployment",
@@ -96,7 +89,9 @@ fn the_kubernetes_manifest_validates() {
     let broken = std::env::temp_dir().join(format!("k8s-broken-{}.yaml", std::process::id()));
     let unknown_field = "containerPort: 5000\n              hostPorts: 1";
     std::fs::write(&broken, text.replace("containerPort: 5000", unknown_field)).unwrap();
-    let (ok, out) = run(Command::new(&tool).arg("--strict").arg(&broken));
+    let mut command = Command::new(&tool);
+    command.arg("--strict").arg(&broken);
+    let (ok, out) = try_run(command);
     let _ = std::fs::remove_file(&broken);
     assert!(!ok, "a broken manifest passed: {out}");
 }
@@ -217,7 +212,7 @@ fn the_nightly_warm_runs() {
             .find(|(k, _)| k == "UPSTREAM_DOCKER_IO")
             .unwrap();
         command.env(&upstream.0, &upstream.1);
-        run(&mut command)
+        try_run(command)
     };
     let (ok, out) = warm(&shipped);
     assert!(!ok && out.contains("no image named"), "{out}");
