@@ -3,7 +3,9 @@
 //! Every refusal the mirror makes, and every upstream failure it reports, is answered in the format
 //! clients already understand: `{"errors":[{"code","message","detail"}]}` with the status that
 //! distribution's `errcode` package gives the code. Clients print the message to the user, so it
-//! says what went wrong in plain words.
+//! says what went wrong in plain words. Every 4xx answer's code is one of the OCI distribution
+//! spec's list ("Error Codes": "the `code` field MUST be one of the following"), so a request the
+//! spec has no code for takes the nearest one (`UNSUPPORTED`), its message saying the rest.
 
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -14,9 +16,12 @@ pub enum ErrorCode {
     Denied,
     NameUnknown,
     NameInvalid,
-    TagInvalid,
+    /// A manifest that does not exist, or whose reference cannot name one (the spec's pull
+    /// section answers `404` for a manifest that does not exist, whatever its reference).
+    ManifestUnknown,
     DigestInvalid,
-    /// A `Range` the blob cannot satisfy (distribution's `RANGE_INVALID`, 416).
+    /// A `Range` the blob cannot satisfy (416; distribution says `RANGE_INVALID`, which the
+    /// spec's list lacks: `SIZE_INVALID` is its code for lengths that do not fit).
     RangeInvalid,
     Unsupported,
     TooManyRequests,
@@ -35,14 +40,16 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::NameInvalid => "NAME_INVALID",
-            ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
             ErrorCode::DigestInvalid => "DIGEST_INVALID",
-            ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::RangeInvalid => "SIZE_INVALID",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            // A 5xx: the spec's list is for 4xx answers; distribution's code.
             ErrorCode::Unavailable => "UNAVAILABLE",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::BadRequest => "BAD_REQUEST",
+            // No endpoint, or a request the mirror will not read: the spec has no code of its
+            // own for these; the message says which.
+            ErrorCode::NotFound | ErrorCode::BadRequest => "UNSUPPORTED",
         }
     }
 
@@ -50,11 +57,12 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Denied => StatusCode::FORBIDDEN,
-            ErrorCode::NameUnknown | ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::NameInvalid
-            | ErrorCode::TagInvalid
-            | ErrorCode::DigestInvalid
-            | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NameUnknown | ErrorCode::NotFound | ErrorCode::ManifestUnknown => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::NameInvalid | ErrorCode::DigestInvalid | ErrorCode::BadRequest => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -70,6 +78,9 @@ pub struct RegistryError {
     pub status: StatusCode,
     pub message: String,
     pub detail: Option<String>,
+    /// With a `405`, the methods the resource allows (RFC 9110 §15.5.6: the answer MUST carry
+    /// `Allow`); `GET, HEAD` unless said otherwise.
+    pub allow: Option<&'static str>,
 }
 
 impl RegistryError {
@@ -79,7 +90,14 @@ impl RegistryError {
             status: code.status(),
             message: message.into(),
             detail: None,
+            allow: None,
         }
+    }
+
+    /// The methods a `405` says the resource allows.
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     /// The same error with another status, where HTTP has a more precise one (414, 431, 413).
@@ -118,6 +136,10 @@ impl RegistryError {
             "docker-distribution-api-version",
             HeaderValue::from_static("registry/2.0"),
         );
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            let allow = self.allow.unwrap_or("GET, HEAD");
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         let length = response.body().len();
         response
             .headers_mut()
@@ -150,6 +172,65 @@ mod tests {
             response.headers()[header::CONTENT_LENGTH],
             response.body().len().to_string().as_str()
         );
+    }
+
+    /// The OCI distribution spec's error codes ("Error Codes", v1.1): a 4xx body's code MUST be
+    /// one of them.
+    const SPEC_CODES: &[&str] = &[
+        "BLOB_UNKNOWN",
+        "BLOB_UPLOAD_INVALID",
+        "BLOB_UPLOAD_UNKNOWN",
+        "DIGEST_INVALID",
+        "MANIFEST_BLOB_UNKNOWN",
+        "MANIFEST_INVALID",
+        "MANIFEST_UNKNOWN",
+        "NAME_INVALID",
+        "NAME_UNKNOWN",
+        "SIZE_INVALID",
+        "UNAUTHORIZED",
+        "DENIED",
+        "UNSUPPORTED",
+        "TOOMANYREQUESTS",
+    ];
+
+    #[test]
+    fn every_4xx_code_is_the_specs() {
+        use ErrorCode::*;
+        for code in [
+            Unauthorized,
+            Denied,
+            NameUnknown,
+            NameInvalid,
+            ManifestUnknown,
+            DigestInvalid,
+            RangeInvalid,
+            Unsupported,
+            TooManyRequests,
+            Unavailable,
+            NotFound,
+            BadRequest,
+        ] {
+            if code.status().is_client_error() {
+                assert!(
+                    SPEC_CODES.contains(&code.code()),
+                    "{code:?}: {}",
+                    code.code()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_405_says_what_is_allowed() {
+        let refused = RegistryError::new(ErrorCode::Unsupported, "read-only").into_response();
+        assert_eq!(refused.status(), 405);
+        assert_eq!(refused.headers()[header::ALLOW], "GET, HEAD");
+        let token = RegistryError::new(ErrorCode::Unsupported, "no")
+            .with_allow("GET, POST")
+            .into_response();
+        assert_eq!(token.headers()[header::ALLOW], "GET, POST");
+        let other = RegistryError::new(ErrorCode::NameUnknown, "x").into_response();
+        assert!(other.headers().get(header::ALLOW).is_none());
     }
 
     #[test]

@@ -112,7 +112,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RegistryError> {
     match path {
         "/v2" | "/v2/" => return method_allowed(&get_head).map(|_| Route::Ping),
         "/token" | "/v2/token" => {
-            return method_allowed(&[Method::GET, Method::POST]).map(|_| Route::Token)
+            return method_allowed(&[Method::GET, Method::POST])
+                .map(|_| Route::Token)
+                .map_err(|e| e.with_allow("GET, POST"))
         }
         "/healthz" => return method_allowed(&get_head).map(|_| Route::Health),
         "/" | "/index.html" => return method_allowed(&get_head).map(|_| Route::Page),
@@ -126,7 +128,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RegistryError> {
     if let Some((name, tail)) = split_at_last(rest, "/blobs/") {
         if tail == "uploads" || tail.starts_with("uploads/") {
             check_name(name)?;
-            return Err(read_only());
+            // Uploads take no method here (RFC 9110: an empty Allow says so).
+            return Err(read_only().with_allow(""));
         }
         method_allowed(&get_head)?;
         check_name(name)?;
@@ -143,10 +146,15 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RegistryError> {
     if let Some((name, tail)) = split_at_last(rest, "/manifests/") {
         method_allowed(&get_head)?;
         check_name(name)?;
+        // A tag that can name no manifest names one that does not exist: the spec's pull section
+        // answers 404 for it (its conformance tests ask for `.INVALID_MANIFEST_NAME`). A digest
+        // that is not one stays the spec's DIGEST_INVALID.
         let reference = Reference::parse(tail).map_err(|e| match e {
-            ReferenceError::Tag => {
-                RegistryError::new(ErrorCode::TagInvalid, "invalid tag").with_detail(tail)
-            }
+            ReferenceError::Tag => RegistryError::new(
+                ErrorCode::ManifestUnknown,
+                "manifest unknown: not a valid tag",
+            )
+            .with_detail(tail),
             ReferenceError::Digest => {
                 RegistryError::new(ErrorCode::DigestInvalid, "invalid digest").with_detail(tail)
             }
@@ -167,7 +175,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RegistryError> {
         return Err(RegistryError::new(
             ErrorCode::Unsupported,
             "the catalog is not served by this mirror",
-        ));
+        )
+        .with_allow(""));
     }
     Err(not_found())
 }
@@ -270,16 +279,19 @@ mod tests {
             code(Method::GET, "/v2/a%2F..%2Fb/manifests/x"),
             "NAME_INVALID"
         );
-        assert_eq!(code(Method::GET, "/v2/a/manifests/-bad"), "TAG_INVALID");
+        assert_eq!(
+            code(Method::GET, "/v2/a/manifests/-bad"),
+            "MANIFEST_UNKNOWN"
+        );
         assert_eq!(
             code(Method::GET, "/v2/a/manifests/sha256:xyz"),
             "DIGEST_INVALID"
         );
         assert_eq!(code(Method::GET, "/v2/a/blobs/latest"), "DIGEST_INVALID");
         assert_eq!(code(Method::GET, "/v2/a/blobs/"), "DIGEST_INVALID");
-        assert_eq!(code(Method::GET, "/etc/passwd"), "NOT_FOUND");
-        assert_eq!(code(Method::GET, "/v2/a"), "NOT_FOUND");
-        assert_eq!(code(Method::GET, "/v2/a/%ff/tags/list"), "BAD_REQUEST");
+        assert_eq!(code(Method::GET, "/etc/passwd"), "UNSUPPORTED");
+        assert_eq!(code(Method::GET, "/v2/a"), "UNSUPPORTED");
+        assert_eq!(code(Method::GET, "/v2/a/%ff/tags/list"), "UNSUPPORTED");
         let long = format!("/v2/{}/tags/list", "a".repeat(256));
         assert_eq!(code(Method::GET, &long), "NAME_INVALID");
     }

@@ -108,8 +108,13 @@ fn push_and_bad_names_are_refused_without_an_upstream_call() {
             "DIGEST_INVALID",
             400,
         ),
-        (Method::GET, "/v2/alpine/manifests/.bad", "TAG_INVALID", 400),
-        (Method::GET, "/nope", "NOT_FOUND", 404),
+        (
+            Method::GET,
+            "/v2/alpine/manifests/.bad",
+            "MANIFEST_UNKNOWN",
+            404,
+        ),
+        (Method::GET, "/nope", "UNSUPPORTED", 404),
     ] {
         let (r, _) = expect_answer(start(&m, &request(method, path, &[]), 1));
         assert_eq!(r.status(), status, "{path}");

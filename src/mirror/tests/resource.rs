@@ -409,7 +409,7 @@ fn client_mistakes_that_upstreams_report_stay_4xx() {
     };
     let r = storage(416, &[("content-range", "bytes */10")]);
     assert_eq!(r.status(), 416);
-    assert_eq!(error_code(&r), "RANGE_INVALID");
+    assert_eq!(error_code(&r), "SIZE_INVALID");
     assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10");
     assert_eq!(storage(403, &[]).status(), 503);
 

@@ -231,7 +231,12 @@ pub fn push_and_bad_input_get_registry_errors(m: &Mirrors) {
             400,
             "DIGEST_INVALID",
         ),
-        ("GET", "/v2/library/alpine/manifests/-x", 400, "TAG_INVALID"),
+        (
+            "GET",
+            "/v2/library/alpine/manifests/-x",
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
     ] {
         let (got, out) = curl(mirror, path, &["-X", method]);
         assert_eq!(got, status, "{method} {path}: {out}");
@@ -252,6 +257,24 @@ pub fn push_and_bad_input_get_registry_errors(m: &Mirrors) {
     );
     let (status, _) = curl(mirror, "/v2/library/doesnotexist/manifests/latest", &[]);
     assert!(status == 401 || status == 404, "{status}");
+    // The OCI conformance tests' own case ("Pull" section: a manifest that does not exist is
+    // 404, for GET and HEAD), with the name they use.
+    for (method, args) in [("GET", &[][..]), ("HEAD", &["-I"][..])] {
+        let path = "/v2/library/alpine/manifests/.INVALID_MANIFEST_NAME";
+        let (got, out) = curl(mirror, path, args);
+        assert_eq!(got, 404, "{method} {path}: {out}");
+    }
+    // A refused write says what is allowed (RFC 9110 §15.5.6: a 405 MUST carry Allow).
+    let (got, out) = curl(
+        mirror,
+        "/v2/library/alpine/manifests/latest",
+        &["-X", "PUT"],
+    );
+    assert_eq!(got, 405, "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("\nallow: get, head"),
+        "a 405 without Allow: {out}"
+    );
     // The mirror still serves after all that.
     let (status, _) = curl(mirror, "/v2/", &[]);
     assert_eq!(status, 401);
