@@ -62,6 +62,7 @@ impl Mirror {
         let redirected =
             matches!(resource.route, Route::Blob { .. }) && self.config.store_redirects;
         let opens_body = resource.method == Method::GET && !redirected;
+        let peek = resource.method == Method::HEAD;
         let state = State::Lookup {
             resource,
             get,
@@ -70,6 +71,7 @@ impl Mirror {
         };
         let mut lookup = store_step(key, state, summary);
         lookup.opens_body = opens_body;
+        lookup.peek = peek;
         Step::Lookup(Box::new(lookup))
     }
 }
@@ -90,6 +92,7 @@ pub(super) fn store_step(key: String, state: State, summary: Summary) -> Lookup 
     Lookup {
         key,
         opens_body: false,
+        peek: false,
         pending: Pending {
             state,
             summary,

@@ -52,6 +52,9 @@ pub struct Lookup {
     pub key: String,
     /// The object's bytes are served if it is found: the adapter may begin reading them now.
     pub opens_body: bool,
+    /// Only what is stored now counts (a client's `HEAD`): the adapter neither waits for an
+    /// object being filled nor claims the key for a fill, so a `HEAD` never waits on a transfer.
+    pub peek: bool,
     pub pending: Pending,
 }
 

@@ -22,8 +22,11 @@ impl Mirror {
         route: &Route,
         head: &request::Parts,
     ) -> Option<String> {
-        let whole_get = head.method == Method::GET && !head.headers.contains_key(header::RANGE);
-        if !self.has_store() || !whole_get {
+        // A HEAD too: stored content exists for it as for a GET, upstream down or not (the
+        // spec's "checking if content exists": HEAD of existing content is 200).
+        let whole = matches!(head.method, Method::GET | Method::HEAD)
+            && !head.headers.contains_key(header::RANGE);
+        if !self.has_store() || !whole {
             return None;
         }
         let digest = route.content_digest()?;
@@ -157,7 +160,10 @@ impl Mirror {
             (None, OnLookup::ServeStale(fallback)) => Step::Answer(*fallback, summary),
             (None, _) => {
                 summary.store = Some("miss");
-                resource.store_key = Some(key);
+                // A HEAD's answer has no bytes to keep: the upstream's, as it is.
+                if resource.method == Method::GET {
+                    resource.store_key = Some(key);
+                }
                 fetch_step(get, None, State::Resource(resource), summary)
             }
         }

@@ -236,3 +236,52 @@ fn a_head_by_tag_is_served_stale_too() {
         other => panic!("expected a head of the stored manifest, got {other:?}"),
     }
 }
+
+/// A HEAD by digest of stored content answers as the GET does: looked up without waiting or
+/// claiming (a peek), authorised by the upstream's HEAD, and from the store (head only) when the
+/// upstream is down and the content was public; a HEAD that misses is the upstream's, with
+/// nothing to store. (Before, a HEAD never looked: 503 with the upstream down while the GET of
+/// the same digest was 200; the spec's "checking if content exists" asks 200.)
+#[test]
+fn a_head_by_digest_answers_as_the_get_does() {
+    let m = with_store();
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let path = format!("/v2/alpine/blobs/{digest}");
+    let blob = crate::store::Stored {
+        length: 5,
+        media_type: None,
+    };
+    // Made public by a GET the upstream authorised.
+    let get = request(Method::GET, &path, &[]);
+    let lookup = expect_lookup(start(&m, &get, 1));
+    let authorize = expect_fetch(m.resume_lookup(lookup.pending, Some(blob.clone())));
+    let public = match m.resume(authorize.pending, upstream_head(200, &[]), None, at(1)) {
+        Step::Serve(_, _, summary) => summary.remember[0].key.clone(),
+        other => panic!("expected the stored blob, got {other:?}"),
+    };
+    let head = request(Method::HEAD, &path, &[]);
+    let lookup = expect_lookup(start(&m, &head, 5));
+    assert!(lookup.peek && !lookup.opens_body);
+    let mut step = m.resume_lookup(lookup.pending, Some(blob.clone()));
+    while let Step::Fetch(fetch) = step {
+        assert_eq!(fetch.request.method(), Method::HEAD);
+        step = m.resume(fetch.pending, upstream_head(503, &[]), None, at(5));
+    }
+    let recall = expect_recall(step);
+    assert_eq!(recall.key, public);
+    let (r, summary) = expect_answer(m.resume_recall(recall.pending, Some(b"1".to_vec())));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[header::CONTENT_LENGTH], "5");
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    assert!(r.body().is_empty());
+    assert_eq!(summary.store, Some("stale"));
+    // A miss: the upstream's HEAD, relayed, nothing stored.
+    let lookup = expect_lookup(start(&m, &head, 6));
+    let fetch = expect_fetch(m.resume_lookup(lookup.pending, None));
+    assert_eq!(fetch.request.method(), Method::HEAD);
+    let answer = upstream_head(200, &[("content-length", "5")]);
+    assert!(matches!(
+        m.resume(fetch.pending, answer, None, at(6)),
+        Step::Relay(..)
+    ));
+}

@@ -142,6 +142,9 @@ impl Driver {
                 }
                 Step::Lookup(lookup) => {
                     let (stored, claimed) = match &self.store {
+                        Some(store) if lookup.peek => {
+                            (store.open_object(&lookup.key, false).await, None)
+                        }
                         Some(store) => {
                             let wait = self.settings.upstream_timeout;
                             store.look_up(&lookup.key, wait, lookup.opens_body).await
