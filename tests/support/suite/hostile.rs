@@ -23,7 +23,8 @@ pub fn malformed_requests_get_registry_errors(m: &Mirrors) {
         ("bad digest", get("/v2/library/alpine/manifests/sha256:zzzz"), 400),
         ("short digest", get("/v2/library/alpine/blobs/sha256:abc"), 400),
         ("NUL in digest", get("/v2/library/alpine/blobs/sha256:%00"), 400),
-        ("bad tag", get("/v2/library/alpine/manifests/.hidden"), 400),
+        // A tag that can name no manifest: 404, as the OCI spec's pull section asks.
+        ("bad tag", get("/v2/library/alpine/manifests/.hidden"), 404),
         ("name too long", get(&format!("/v2/{}/manifests/latest", "a".repeat(300))), 400),
         ("URL too long", get(&long_url), 414),
         ("headers too large", big_header.into_bytes(), 431),
