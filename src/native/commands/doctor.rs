@@ -243,7 +243,7 @@ fn clock(report: &mut Report, what: &str, answer: &reqwest::Response) {
         .headers()
         .get("date")
         .and_then(|d| d.to_str().ok())
-        .and_then(httpdate_parse)
+        .and_then(|d| httpdate::parse_http_date(d).ok())
     else {
         return;
     };
@@ -261,51 +261,15 @@ fn clock(report: &mut Report, what: &str, answer: &reqwest::Response) {
     }
 }
 
-/// An HTTP date (`Mon, 07 Dec 2026 19:00:00 GMT`), the one form servers send.
-fn httpdate_parse(text: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months.iter().position(|m| m == month)? as i64 + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + h * 3600 + m * 60 + s;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
 /// What failed and how to fix it, by the cause of a connection that failed.
 fn why(error: &reqwest::Error) -> (String, &'static str) {
-    let proxied = error
-        .url()
-        .and_then(|u| u.as_str().parse::<http::Uri>().ok())
-        .is_some_and(|u| through_proxy(&u));
     let cause = if error.is_timeout() {
         return (
             format!("no answer in {} s", CHECK_TIMEOUT.as_secs()),
             "a firewall that drops packets, or a network that needs a proxy (HTTPS_PROXY)",
         );
     } else if error.is_connect() {
-        match unreachable(error) {
-            // Through a proxy, the only connection made is the proxy's.
-            Unreachable::Tls => Unreachable::Tls,
-            _ if proxied => Unreachable::Proxy,
-            cause => cause,
-        }
+        unreachable(error)
     } else {
         return (
             format!("the connection broke ({error})"),
@@ -396,23 +360,4 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     // SAFETY: `path` is a NUL-terminated string and `stat` a place for the answer.
     let ok = unsafe { libc::statvfs(path.as_ptr(), &mut stat) } == 0;
     ok.then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_dates_are_read() {
-        let at = |secs| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(
-            httpdate_parse("Mon, 07 Dec 2026 19:00:00 GMT"),
-            at(1796670000)
-        );
-        assert_eq!(
-            httpdate_parse("Tue, 29 Feb 2028 00:00:01 GMT"),
-            at(1835395201)
-        );
-        assert_eq!(httpdate_parse("Monday, 07-Dec-26 19:00:00 GMT"), None);
-    }
 }

@@ -19,18 +19,11 @@ pub async fn fetch(
     request: http::Request<Vec<u8>>,
     limit: Option<usize>,
 ) -> Result<Fetched, FetchError> {
-    let proxied = through_proxy(request.uri());
     let request = reqwest::Request::try_from(request).map_err(|_| FetchError::Other)?;
     let response = tokio::time::timeout(timeout, client.execute(request))
         .await
         .map_err(|_| FetchError::Timeout)?
-        .map_err(|e| match classify(e) {
-            // Through a proxy, the only connection made is the proxy's (TLS goes end to end).
-            FetchError::Connect(cause) if proxied && cause != Unreachable::Tls => {
-                FetchError::Connect(Unreachable::Proxy)
-            }
-            other => other,
-        })?;
+        .map_err(classify)?;
     let (head, body) = http::Response::<reqwest::Body>::from(response).into_parts();
     match limit {
         None => Ok((head, None, Some(body))),
@@ -80,10 +73,23 @@ fn classify(error: reqwest::Error) -> FetchError {
     }
 }
 
-/// Why a connection failed, read from the error's causes (hyper-util's connector says `dns
-/// error`; the system says `ConnectionRefused`; rustls names its own errors; a proxy that will
-/// not open a tunnel makes hyper-util's `tunnel` error).
+/// Why a connection failed. Through the HTTP proxy, the only connection made is the proxy's
+/// (TLS goes end to end, so a TLS failure is still the host's). Otherwise read from the error's
+/// causes (hyper-util's connector says `dns error`; the system says `ConnectionRefused`; rustls
+/// names its own errors; a proxy that will not open a tunnel makes hyper-util's `tunnel` error).
 pub fn unreachable(error: &reqwest::Error) -> Unreachable {
+    let proxied = error
+        .url()
+        .and_then(|u| u.as_str().parse::<http::Uri>().ok())
+        .is_some_and(|u| through_proxy(&u));
+    match from_causes(error) {
+        Unreachable::Tls => Unreachable::Tls,
+        _ if proxied => Unreachable::Proxy,
+        cause => cause,
+    }
+}
+
+fn from_causes(error: &reqwest::Error) -> Unreachable {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut texts = Vec::new();
     while let Some(c) = cause {

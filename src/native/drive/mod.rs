@@ -207,12 +207,7 @@ impl Driver {
                     }
                     let (limit, timeout) = (fetch.read_body, self.settings.upstream_timeout);
                     let host = fetch.request.uri().host().unwrap_or("-").to_string();
-                    // Host and port only: never user info, should a URL carry any.
-                    let authority = fetch
-                        .request
-                        .uri()
-                        .port_u16()
-                        .map(|p| format!("{host}:{p}"));
+                    let port = fetch.request.uri().port_u16();
                     resume = Resume::of(&self.client, &fetch.request, timeout);
                     let fetched = fetch::fetch(&self.client, timeout, fetch.request, limit).await;
                     if let Some(metrics) = &self.metrics {
@@ -225,7 +220,7 @@ impl Driver {
                                 .resume(fetch.pending, head, small_body, SystemTime::now())
                         }
                         Err(error) => {
-                            upstream_failed(authority.as_deref().unwrap_or(&host), error);
+                            upstream_failed(&host, port, error);
                             self.mirror.fail(fetch.pending, error, SystemTime::now())
                         }
                     }
@@ -240,7 +235,12 @@ static UPSTREAM_FAILURES: SaidOnce = SaidOnce::new(Duration::from_secs(60));
 
 /// Logs an upstream request that got no answer, with its host and why, once per host and cause
 /// a minute: the client's `503` says the cause, the log says where.
-fn upstream_failed(host: &str, error: FetchError) {
+fn upstream_failed(host: &str, port: Option<u16>, error: FetchError) {
+    // Host and port only: never user info, should a URL carry any.
+    let host = match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
     let cause = match error {
         FetchError::Timeout => "no answer in time (UPSTREAM_TIMEOUT_SECS)",
         FetchError::Connect(unreachable) => unreachable.says(),
@@ -250,7 +250,7 @@ fn upstream_failed(host: &str, error: FetchError) {
     };
     if UPSTREAM_FAILURES.due(&format!("{host} {cause}"), std::time::Instant::now()) {
         tracing::warn!(
-            host,
+            host = %host,
             cause,
             "an upstream request failed (said once per host and cause a minute)"
         );

@@ -2,8 +2,9 @@
 //! at `/metrics` on an address of its own, never on the public one. What a scrape shows: requests
 //! by route and status, response bytes, upstream requests by host and status, Docker Hub's
 //! counted pulls and the pulls it says are left, store hits, misses and stale answers, the bytes
-//! a directory store holds, failures to keep an object or a record, and requests in flight. Counted with `prometheus-client`. The same
-//! requests by user and repository are at `/usage` (see `usage`).
+//! a directory store holds, failures to keep an object or a record, and requests in flight.
+//! Counted with `prometheus-client`. The same requests by user and repository are at `/usage`
+//! (see `usage`).
 
 use super::usage::Usage;
 use crate::mirror::Summary;
@@ -38,11 +39,6 @@ struct Upstream {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct What {
-    what: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreResult {
     result: String,
 }
@@ -57,7 +53,6 @@ pub struct Metrics {
     pulls_left: Family<Upstream, Gauge>,
     store: Family<StoreResult, Counter>,
     store_bytes: Gauge<u64, AtomicU64>,
-    store_failures: Family<What, Counter>,
     in_flight: Gauge,
     /// The same requests by user, repository and hour, for `/usage`.
     usage: Usage,
@@ -78,7 +73,6 @@ impl Metrics {
         let (upstream_requests, counted_pulls) = (Family::default(), Family::default());
         let (pulls_left, store) = (Family::default(), Family::default());
         let (store_bytes, in_flight) = (Gauge::default(), Gauge::default());
-        let store_failures = Family::default();
         let mut registry = Registry::with_prefix("registry_mirror");
         registry.register("requests", "Requests answered", requests.clone());
         registry.register("response_bytes", "Bytes of responses", bytes.clone());
@@ -110,7 +104,7 @@ impl Metrics {
         registry.register(
             "store_failures",
             "Objects (blobs, manifests) and records the store could not keep",
-            store_failures.clone(),
+            crate::native::store::complaints::failures(),
         );
         registry.register("in_flight", "Requests being answered", in_flight.clone());
         Arc::new(Metrics {
@@ -122,7 +116,6 @@ impl Metrics {
             pulls_left,
             store,
             store_bytes,
-            store_failures,
             in_flight,
             usage: Usage::new(file, registries),
         })
@@ -186,16 +179,6 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
-        use crate::native::store::complaints::{OBJECT_FAILURES, RECORD_FAILURES};
-        use std::sync::atomic::Ordering::Relaxed;
-        // The store's own count of failures (it knows no metrics), brought up to date.
-        for (what, count) in [("object", &OBJECT_FAILURES), ("record", &RECORD_FAILURES)] {
-            let counter = self.store_failures.get_or_create(&What {
-                what: what.to_string(),
-            });
-            let now = count.load(Relaxed);
-            counter.inc_by(now.saturating_sub(counter.get()));
-        }
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text

@@ -5,8 +5,8 @@
 //! Credentials, region and endpoint come from the standard AWS variables (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`), and without a
 //! key in them from the standard AWS chain (`aws_chain`: profiles, SSO, web identity, container,
-//! instance); an endpoint whose URL says `http` is spoken to in plain HTTP. An object appears only when its upload is
-//! complete (a single `PUT`, or a multipart upload completed only after the core's verifier has
+//! instance); an endpoint whose URL says `http` is spoken to in plain HTTP. An object appears
+//! only when its upload is complete (a single `PUT`, or a multipart upload completed only after the core's verifier has
 //! accepted every byte), so nothing half-written is ever served. Size is bounded by the bucket's
 //! lifecycle rule (README), not here. The media type travels as the object's `Content-Type`.
 //!
